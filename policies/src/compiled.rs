@@ -274,7 +274,8 @@ pub struct Network {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Egress {
-    /// Empty: every address not denied.
+    /// Longest prefix match over `allow` and `deny` decides; deny wins a tie; with `allow` empty,
+    /// an address in no block is allowed (see `EgressSpec`). Empty: every address not denied.
     pub allow: Vec<IpNet>,
     pub deny: Vec<IpNet>,
     pub deny_ports: Vec<u16>,

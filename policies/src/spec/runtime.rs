@@ -52,17 +52,19 @@ pub struct NetworkSpec {
     pub confine_listeners: bool,
 }
 
-/// Egress rules. Loopback is always reachable (the proxy talks to the server over it). A connection is
-/// refused when its address matches `deny`, when `allow` is non-empty and its address matches none of
-/// `allow`, or when its port is in `denyPorts`.
+/// Egress rules. Loopback is always reachable (the proxy talks to the server over it). For a destination
+/// address, the most specific block in `allow` or `deny` that contains it decides (longest prefix
+/// match; when both lists hold the same block, `deny` wins). An address in no block is allowed when
+/// `allow` is empty and refused otherwise. A destination port in `denyPorts` is refused on any address.
+/// So `deny: [10.0.0.0/8]` with `allow: [10.96.0.10/32]` keeps the cluster DNS reachable.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EgressSpec {
     /// CIDR blocks (IPv4 or IPv6, e.g. `10.0.0.0/8`, `fd00::/8`; a bare address means that one
-    /// address) that may be reached. Empty means every address not denied.
+    /// address) that may be reached. When empty, every address not denied may be reached.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allow: Vec<String>,
-    /// CIDR blocks that may never be reached; they take precedence over `allow`.
+    /// CIDR blocks that may not be reached, except for more specific blocks listed in `allow`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deny: Vec<String>,
     /// Destination ports (1-65535) that may never be reached, on any address.
