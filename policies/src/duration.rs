@@ -108,9 +108,14 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
             (60_000, 1)
         } else if rest.starts_with('h') {
             (3_600_000, 1)
-        } else if rest.is_empty() {
+        } else if rest.is_empty() && digits == text.len() {
             return Err(format!(
                 "`{text}` has no unit; write it with one of ms, s, m, h (e.g. {text}s)"
+            ));
+        } else if rest.is_empty() {
+            let last = &text[text.len() - digits..];
+            return Err(format!(
+                "`{text}`: the final `{last}` has no unit; add one of ms, s, m, h"
             ));
         } else {
             return Err(format!(

@@ -56,9 +56,9 @@ pub struct ParsedFile {
 /// Parses every document in `text`. `bare_name` names a bare spec (one without `apiVersion`/`kind`).
 pub fn parse_documents(text: &str, bare_name: &str) -> Result<ParsedFile, SyntaxError> {
     let mut out = ParsedFile::default();
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        let value: Value =
-            serde::Deserialize::deserialize(doc).map_err(|e| SyntaxError(e.to_string()))?;
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple(text).map_err(|e| SyntaxError(e.to_string()))?;
+    for value in docs {
         let obj = match value {
             Value::Null => continue,
             Value::Object(obj) => obj,
