@@ -1,0 +1,638 @@
+//! The guard: what every transport calls for each frame. Transport-independent and synchronous; a
+//! frame goes in, and out come what to forward and what to answer directly.
+//!
+//! Client -> server: `tools/call` is judged (tools, rules, credential leak, rate limit, sequences) and
+//! either forwarded or answered with a JSON-RPC error carrying the request's id and the rule; other
+//! requests are tracked so their answers can be recognised. Server -> client: `tools/list` answers
+//! record the declared tools; `tools/call` answers may be scanned (credential leak in results) and
+//! replaced by an error; everything else passes unchanged, byte for byte.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use mcp_guard_policy::Mode;
+use mcp_guard_policy::spec::AskFallback;
+use serde::Serialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
+
+use crate::audit::Audit;
+use crate::decision::{Decision, Verdict};
+use crate::engine::Engine;
+use crate::jsonrpc::{self, Envelope, Frame, Kind, ToolCallParams, code};
+use crate::metrics::{CallLabels, FindingLabels, Metrics};
+use crate::session::{CallInFlight, MAX_PENDING, Pending, SessionState};
+use crate::summary::Summary;
+
+/// Longest argument text kept in an audit record.
+pub const AUDIT_ARGS_MAX: usize = 2048;
+
+/// What to do with a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Forward {
+    /// Forward the frame exactly as received.
+    Original,
+    /// Forward this instead (a batch with some items removed, a result replaced by an error).
+    Replaced(String),
+    /// Forward nothing.
+    Nothing,
+}
+
+/// The result of processing one frame.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub forward: Forward,
+    /// An answer to send back to the frame's sender (a blocked call's error, a parse error).
+    pub reply: Option<String>,
+}
+
+impl Outcome {
+    fn pass() -> Self {
+        Self {
+            forward: Forward::Original,
+            reply: None,
+        }
+    }
+}
+
+/// Shared by every session of one proxy process.
+#[derive(Debug)]
+pub struct Guard {
+    engine: ArcSwap<Engine>,
+    mode_override: Option<Mode>,
+    pub audit: Audit,
+    pub metrics: Arc<Metrics>,
+    pub summary: Summary,
+    epoch: Instant,
+}
+
+/// What one message (a batch item or a single frame) becomes.
+struct MessageOutcome {
+    forward: bool,
+    reply: Option<String>,
+}
+
+impl Guard {
+    pub fn new(
+        engine: Engine,
+        mode_override: Option<Mode>,
+        audit: Audit,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            engine: ArcSwap::from_pointee(engine),
+            mode_override,
+            audit,
+            metrics,
+            summary: Summary::default(),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Swaps in a new policy; sessions keep their state, and the next decision uses the new policy.
+    pub fn set_engine(&self, engine: Engine) {
+        self.engine.store(Arc::new(engine));
+    }
+
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.load_full()
+    }
+
+    fn mode(&self, engine: &Engine) -> Mode {
+        self.mode_override.unwrap_or_else(|| engine.mode())
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    // === client -> server ===
+
+    /// Processes one frame from the client.
+    pub fn client_frame(&self, session: &mut SessionState, text: &str) -> Outcome {
+        let started = Instant::now();
+        self.metrics
+            .messages
+            .get_or_create(&Metrics::direction("client_to_server"))
+            .inc();
+        self.summary.message_in();
+        let outcome = match jsonrpc::parse_frame(text) {
+            Err(e) => {
+                self.metrics
+                    .malformed
+                    .get_or_create(&Metrics::direction("client_to_server"))
+                    .inc();
+                Outcome {
+                    forward: Forward::Nothing,
+                    reply: Some(jsonrpc::error_response(
+                        None,
+                        code::PARSE_ERROR,
+                        &e.to_string(),
+                        None,
+                    )),
+                }
+            }
+            Ok(Frame::Single(env)) => {
+                let m = self.client_message(session, &env, started);
+                Outcome {
+                    forward: if m.forward {
+                        Forward::Original
+                    } else {
+                        Forward::Nothing
+                    },
+                    reply: m.reply,
+                }
+            }
+            Ok(Frame::Batch(items)) => {
+                let mut forwarded = Vec::new();
+                let mut replies = Vec::new();
+                let all = items.len();
+                for (raw, env) in &items {
+                    let m = self.client_message(session, env, started);
+                    if m.forward {
+                        forwarded.push(raw.get().to_owned());
+                    }
+                    replies.extend(m.reply);
+                }
+                let forward = match forwarded.len() {
+                    n if n == all => Forward::Original,
+                    0 => Forward::Nothing,
+                    _ => Forward::Replaced(format!("[{}]", forwarded.join(","))),
+                };
+                Outcome {
+                    forward,
+                    reply: jsonrpc::join_batch(replies),
+                }
+            }
+        };
+        self.metrics
+            .added_latency
+            .observe(started.elapsed().as_secs_f64());
+        outcome
+    }
+
+    fn client_message(
+        &self,
+        session: &mut SessionState,
+        env: &Envelope<'_>,
+        started: Instant,
+    ) -> MessageOutcome {
+        let forward = MessageOutcome {
+            forward: true,
+            reply: None,
+        };
+        if env.kind() != Kind::Request {
+            return forward;
+        }
+        let id = env.id_text().unwrap_or("null");
+        let method = env.method.as_deref().unwrap_or_default();
+        let pending = match method {
+            "tools/call" => return self.tools_call(session, env, id, started),
+            "tools/list" => Pending::ToolsList {
+                first_page: !env.params.is_some_and(|p| p.get().contains("\"cursor\"")),
+            },
+            _ => Pending::Other,
+        };
+        track(session, id, pending);
+        forward
+    }
+
+    fn tools_call(
+        &self,
+        session: &mut SessionState,
+        env: &Envelope<'_>,
+        id: &str,
+        started: Instant,
+    ) -> MessageOutcome {
+        let params: ToolCallParams = match env.params.map(|p| serde_json::from_str(p.get())) {
+            Some(Ok(p)) => p,
+            Some(Err(e)) => {
+                return self.invalid_call(id, &format!("invalid tools/call params: {e}"));
+            }
+            None => return self.invalid_call(id, "tools/call without params"),
+        };
+        let engine = self.engine();
+        let mode = self.mode(&engine);
+        let args = params.arguments.unwrap_or(Value::Null);
+        let now = self.now_ms();
+        let decision = engine.judge_call(
+            &session.detect,
+            &params.name,
+            &args,
+            session.declared.as_ref(),
+            now,
+        );
+        let (forward, outcome) = enforce(&decision, mode, engine.policy().ask.fallback);
+        self.count_decision(&params.name, &decision, mode);
+        // The redacted copy only matters when there is an audit log to write it to.
+        let args_text = if self.audit.is_enabled() {
+            audit_args(&engine, &args)
+        } else {
+            String::new()
+        };
+        let decide_us = micros(started);
+        if forward {
+            engine.record_call(&mut session.detect, &params.name, now);
+            track(
+                session,
+                id,
+                Pending::ToolsCall(Box::new(CallInFlight {
+                    tool: params.name,
+                    args: args_text,
+                    decision,
+                    outcome,
+                    forwarded_at: Instant::now(),
+                    decide_us,
+                })),
+            );
+            return MessageOutcome {
+                forward: true,
+                reply: None,
+            };
+        }
+        let reply = blocked_response(&engine, id, &decision);
+        self.summary
+            .call(&params.name, &decision, outcome, decide_us);
+        self.audit.write(&CallRecord::new(
+            &engine,
+            mode,
+            session,
+            id,
+            &params.name,
+            &args_text,
+            &decision,
+            outcome,
+            decide_us,
+            None,
+            None,
+        ));
+        MessageOutcome {
+            forward: false,
+            reply: Some(reply),
+        }
+    }
+
+    fn invalid_call(&self, id: &str, message: &str) -> MessageOutcome {
+        self.metrics
+            .malformed
+            .get_or_create(&Metrics::direction("client_to_server"))
+            .inc();
+        MessageOutcome {
+            forward: false,
+            reply: Some(jsonrpc::error_response(Some(id), -32602, message, None)),
+        }
+    }
+
+    /// Counts a call (once, when it is decided) and its findings.
+    fn count_decision(&self, tool: &str, decision: &Decision, mode: Mode) {
+        self.metrics
+            .calls
+            .get_or_create(&CallLabels {
+                tool: self.metrics.tool_label(tool),
+                decision: decision.verdict.as_str().to_owned(),
+                mode: mode_str(mode).to_owned(),
+            })
+            .inc();
+        self.count_findings(decision);
+    }
+
+    fn count_findings(&self, decision: &Decision) {
+        for f in &decision.findings {
+            self.metrics
+                .findings
+                .get_or_create(&FindingLabels {
+                    detector: f.detector.as_str().to_owned(),
+                    rule: f.rule.to_string(),
+                })
+                .inc();
+        }
+    }
+
+    // === server -> client ===
+
+    /// Processes one frame from the server. `Err` when it is not JSON-RPC at all (the caller decides
+    /// whether to divert it, e.g. a server printing logs on stdout).
+    pub fn server_frame(
+        &self,
+        session: &mut SessionState,
+        text: &str,
+    ) -> Result<Outcome, jsonrpc::FrameError> {
+        let started = Instant::now();
+        self.metrics
+            .messages
+            .get_or_create(&Metrics::direction("server_to_client"))
+            .inc();
+        self.summary.message_out();
+        let frame = jsonrpc::parse_frame(text).inspect_err(|_| {
+            self.metrics
+                .malformed
+                .get_or_create(&Metrics::direction("server_to_client"))
+                .inc();
+        })?;
+        let outcome = match frame {
+            Frame::Single(env) => match self.server_message(session, &env) {
+                None => Outcome::pass(),
+                Some(replacement) => Outcome {
+                    forward: Forward::Replaced(replacement),
+                    reply: None,
+                },
+            },
+            Frame::Batch(items) => {
+                let mut changed = false;
+                let out: Vec<String> = items
+                    .iter()
+                    .map(|(raw, env)| match self.server_message(session, env) {
+                        None => raw.get().to_owned(),
+                        Some(r) => {
+                            changed = true;
+                            r
+                        }
+                    })
+                    .collect();
+                if changed {
+                    Outcome {
+                        forward: Forward::Replaced(format!("[{}]", out.join(","))),
+                        reply: None,
+                    }
+                } else {
+                    Outcome::pass()
+                }
+            }
+        };
+        self.metrics
+            .added_latency
+            .observe(started.elapsed().as_secs_f64());
+        Ok(outcome)
+    }
+
+    /// `Some(replacement)` when the message must be replaced.
+    fn server_message(&self, session: &mut SessionState, env: &Envelope<'_>) -> Option<String> {
+        if env.kind() != Kind::Response {
+            return None;
+        }
+        let id = env.id_text()?;
+        match session.pending.remove(id)? {
+            Pending::ToolsList { first_page } => {
+                if let Some(result) = env.result {
+                    record_tools(session, result, first_page);
+                }
+                None
+            }
+            Pending::ToolsCall(call) => self.call_answered(session, id, env, *call),
+            Pending::Other => None,
+        }
+    }
+
+    fn call_answered(
+        &self,
+        session: &SessionState,
+        id: &str,
+        env: &Envelope<'_>,
+        call: CallInFlight,
+    ) -> Option<String> {
+        let engine = self.engine();
+        let mode = self.mode(&engine);
+        let upstream_ms = call.forwarded_at.elapsed().as_secs_f64() * 1e3;
+        let mut result_decision = None;
+        let mut replacement = None;
+        if let Some(result) = env.result.filter(|_| engine.scans_results())
+            && let Ok(value) = serde_json::from_str::<Value>(result.get())
+        {
+            let d = engine.judge_result(&value);
+            if d.verdict != Verdict::Allow {
+                self.count_findings(&d);
+                let (forward, _) = enforce(&d, mode, engine.policy().ask.fallback);
+                if !forward {
+                    replacement = Some(blocked_response(&engine, id, &d));
+                }
+                result_decision = Some(d);
+            }
+        }
+        let outcome = match (&replacement, env.error.is_some()) {
+            (Some(_), _) => "result-blocked",
+            (None, true) => "error",
+            (None, false) => call.outcome,
+        };
+        self.summary
+            .call(&call.tool, &call.decision, outcome, call.decide_us);
+        self.audit.write(&CallRecord::new(
+            &engine,
+            mode,
+            session,
+            id,
+            &call.tool,
+            &call.args,
+            &call.decision,
+            outcome,
+            call.decide_us,
+            Some(upstream_ms),
+            result_decision.as_ref(),
+        ));
+        replacement
+    }
+
+    /// Errors for every request still awaiting an answer, e.g. when the server died. Audits the calls.
+    pub fn fail_pending(&self, session: &mut SessionState, reason: &str) -> Vec<String> {
+        let engine = self.engine();
+        let mode = self.mode(&engine);
+        let mut ids: Vec<(String, Pending)> = session.pending.drain().collect();
+        ids.sort_by(|a, b| a.0.cmp(&b.0));
+        ids.into_iter()
+            .map(|(id, pending)| {
+                if let Pending::ToolsCall(call) = pending {
+                    self.summary
+                        .call(&call.tool, &call.decision, "server-failed", call.decide_us);
+                    self.audit.write(&CallRecord::new(
+                        &engine,
+                        mode,
+                        session,
+                        &id,
+                        &call.tool,
+                        &call.args,
+                        &call.decision,
+                        "server-failed",
+                        call.decide_us,
+                        None,
+                        None,
+                    ));
+                }
+                jsonrpc::error_response(Some(&id), code::INTERNAL_ERROR, reason, None)
+            })
+            .collect()
+    }
+}
+
+fn track(session: &mut SessionState, id: &str, pending: Pending) {
+    if session.pending.len() < MAX_PENDING {
+        session.pending.insert(id.to_owned(), pending);
+    }
+}
+
+/// Records the tool names of a `tools/list` result.
+fn record_tools(session: &mut SessionState, result: &RawValue, first_page: bool) {
+    #[derive(serde::Deserialize)]
+    struct ListResult {
+        #[serde(default)]
+        tools: Vec<ToolName>,
+    }
+    #[derive(serde::Deserialize)]
+    struct ToolName {
+        name: String,
+    }
+    let Ok(list) = serde_json::from_str::<ListResult>(result.get()) else {
+        return;
+    };
+    let declared = session.declared.get_or_insert_with(Default::default);
+    if first_page {
+        declared.clear();
+    }
+    declared.extend(list.tools.into_iter().map(|t| t.name));
+}
+
+/// Whether to forward, and the outcome name for audit and summary.
+fn enforce(decision: &Decision, mode: Mode, fallback: AskFallback) -> (bool, &'static str) {
+    match (mode, decision.verdict) {
+        (Mode::Audit, Verdict::Block) => (true, "audit-would-block"),
+        (Mode::Audit, Verdict::Ask) => (true, "audit-would-ask"),
+        (_, Verdict::Allow) => (true, "allowed"),
+        (_, Verdict::Log) => (true, "logged"),
+        (Mode::Enforce, Verdict::Block) => (false, "blocked"),
+        (Mode::Enforce, Verdict::Ask) => match fallback {
+            AskFallback::Block => (false, "ask-fallback-blocked"),
+            AskFallback::Allow => (true, "ask-fallback-allowed"),
+        },
+    }
+}
+
+/// The JSON-RPC error a blocked call (or result) gets: code -32600, the rule in the message and in
+/// `data`, never the matched value.
+fn blocked_response(engine: &Engine, id: &str, decision: &Decision) -> String {
+    let policy = engine.policy().source.name.as_deref().unwrap_or("(local)");
+    let (rule, detector, reason) = decision
+        .deciding()
+        .map(|f| (f.rule.to_string(), f.detector.as_str(), f.reason.as_str()))
+        .unwrap_or_else(|| ("unknown".into(), "unknown", "blocked"));
+    let message =
+        format!("blocked by mcp-guard policy {policy}: rule {rule} ({detector}): {reason}");
+    // Every finding's rule and detector (never the matched values), so a client sees all reasons.
+    let findings: Vec<Value> = decision
+        .findings
+        .iter()
+        .map(|f| serde_json::json!({"rule": &*f.rule, "detector": f.detector.as_str(), "action": f.action}))
+        .collect();
+    let data = serde_json::json!({
+        "rule": rule,
+        "detector": detector,
+        "decision": decision.verdict,
+        "risk": decision.risk,
+        "policy": policy,
+        "findings": findings,
+    });
+    jsonrpc::error_response(
+        Some(id),
+        code::INVALID_REQUEST,
+        &message,
+        Some(&data.to_string()),
+    )
+}
+
+/// Redacted, truncated arguments for an audit record.
+fn audit_args(engine: &Engine, args: &Value) -> String {
+    let mut text = serde_json::to_string(&engine.redact_value(args)).unwrap_or_default();
+    if text.len() > AUDIT_ARGS_MAX {
+        let mut cut = AUDIT_ARGS_MAX;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("…(truncated)");
+    }
+    text
+}
+
+fn micros(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+pub fn mode_str(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Enforce => "enforce",
+        Mode::Audit => "audit",
+    }
+}
+
+/// One audit record per `tools/call`.
+#[derive(Serialize)]
+struct CallRecord<'a> {
+    ts: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    session: &'a str,
+    id: &'a str,
+    tool: &'a str,
+    /// Redacted and truncated.
+    args: &'a str,
+    decision: Verdict,
+    /// What happened: allowed, logged, blocked, ask-fallback-*, audit-would-*, result-blocked, error,
+    /// server-failed.
+    outcome: &'static str,
+    mode: &'static str,
+    risk: f64,
+    findings: &'a [crate::decision::Finding],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result_findings: Option<&'a [crate::decision::Finding]>,
+    policy: PolicyRef<'a>,
+    /// Time the proxy spent deciding, in microseconds.
+    decide_us: u64,
+    /// Time the server took to answer, in milliseconds (forwarded calls only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    upstream_ms: Option<f64>,
+}
+
+#[derive(Serialize)]
+struct PolicyRef<'a> {
+    name: Option<&'a str>,
+    generation: Option<i64>,
+}
+
+impl<'a> CallRecord<'a> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        engine: &'a Engine,
+        mode: Mode,
+        session: &'a SessionState,
+        id: &'a str,
+        tool: &'a str,
+        args: &'a str,
+        decision: &'a Decision,
+        outcome: &'static str,
+        decide_us: u64,
+        upstream_ms: Option<f64>,
+        result: Option<&'a Decision>,
+    ) -> Self {
+        let source = &engine.policy().source;
+        Self {
+            ts: crate::summary::now_rfc3339(),
+            kind: "tools/call",
+            session: &session.id,
+            id,
+            tool,
+            args,
+            decision: decision
+                .verdict
+                .max(result.map_or(Verdict::Allow, |r| r.verdict)),
+            outcome,
+            mode: mode_str(mode),
+            risk: decision.risk.max(result.map_or(0.0, |r| r.risk)),
+            findings: &decision.findings,
+            result_findings: result.map(|r| r.findings.as_slice()),
+            policy: PolicyRef {
+                name: source.name.as_deref(),
+                generation: source.generation,
+            },
+            decide_us,
+            upstream_ms,
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Transports: how frames reach the guard. One file each.
+
+pub mod http;
+pub mod lines;
+pub mod stdio;
