@@ -6,9 +6,8 @@
 
 CARGO ?= cargo
 export MCP_GUARD_CACHE ?= $(HOME)/.cache/mcp-guard
-POLICY := target/debug/mcp-guard-policy
 
-.PHONY: help build test gen check-generated fmt fmt-check lint check-policies apiserver demo clean
+.PHONY: help build test gen check-generated fmt fmt-check lint check-policies apiserver peers demo bench clean
 
 help: ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -37,12 +36,20 @@ check-policies: ## Check every library policy with the shipped checker.
 apiserver: ## Build (once, cached) the real kube-apiserver + etcd the e2e tests run.
 	@e2e/harness/apiserver-build.sh >/dev/null
 
-test: fmt-check lint check-generated check-policies apiserver ## Everything CI runs.
+peers: ## Install (once, cached) the real MCP servers from npm that the tests and the demo run.
+	@e2e/harness/npm-peers.sh >/dev/null
+
+test: fmt-check lint check-generated check-policies apiserver peers ## Everything CI runs.
 	$(CARGO) test --workspace --locked
 
-demo: ## Check the policy library, show field-path errors, compile a policy (no cluster needed).
-	@$(CARGO) build -q --locked -p mcp-guard-policy
-	@scripts/demo.sh $(POLICY)
+demo: ## The proxy in front of a real MCP server with a library policy: allowed and blocked calls (no cluster).
+	@$(CARGO) build -q --release --locked -p mcp-guard-proxy -p mcp-guard-policy --bins --examples
+	@scripts/demo.sh
+
+bench: ## Latency and throughput: direct, bare relay, mcp-guard-proxy, agent-bom (stdio); see docs/benchmarks.md.
+	$(CARGO) build -q --release --locked -p mcp-guard-proxy --bins --examples
+	@e2e/harness/npm-peers.sh >/dev/null && e2e/harness/py-peers.sh >/dev/null
+	$(CARGO) bench -q --locked -p mcp-guard-proxy --bench latency
 
 clean: ## Remove build output (the cache in $(MCP_GUARD_CACHE) stays).
 	$(CARGO) clean

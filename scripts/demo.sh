@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# `make demo`: what mcp-guard does today, without a cluster. Checks the shipped policy library,
-# shows the field-path errors a broken policy gets, and prints the compiled policy.json the
-# operator will publish for the sidecar and the node-agent.
+# `make demo`: mcp-guard-proxy in front of a real MCP server, no cluster needed.
+#   1. A scripted agent session through the proxy and @modelcontextprotocol/server-filesystem (from npm,
+#      installed into ~/.cache/mcp-guard by the demo itself), with the library policy
+#      filesystem-workspace: each call's decision, then the audit summary.
+#   2. The policy checker on a broken policy: every error with its field path.
 set -euo pipefail
-POLICY=${1:-target/debug/mcp-guard-policy}
 cd "$(dirname "$0")/.."
-step() { printf '\n\033[1m== %s\033[0m\n$ %s\n' "$1" "$2"; }
+TARGET=${CARGO_TARGET_DIR:-target}/release
+PEERS=$(e2e/harness/npm-peers.sh)
 
-step "1. Check the policy library" "mcp-guard-policy check policies/library/*.yaml"
-"$POLICY" check policies/library/*.yaml
+"$TARGET/examples/demo" "$TARGET/mcp-guard-proxy" "$PEERS/node_modules/.bin/mcp-server-filesystem" \
+  policies/library/filesystem-workspace.yaml "${CARGO_TARGET_DIR:-target}/demo"
 
 broken=$(mktemp --suffix=.yaml)
 trap 'rm -f "$broken"' EXIT
@@ -27,14 +29,7 @@ spec:
   runtime:
     network: {egress: {allow: ["10.0.0.0/33"], denyPorts: [22, 70000]}}
 YAML
-step "2. A broken policy: every error, with its field path (exit 1)" "mcp-guard-policy check broken.yaml"
-sed 's/^/    /' "$broken"
+printf '\n== The policy checker on a broken policy: every error, with its field path\n$ mcp-guard-policy check broken.yaml\n'
 set +e
-"$POLICY" check "$broken" 2>&1 | sed "s|$broken|broken.yaml|"
-echo "exit code: ${PIPESTATUS[0]}"
-set -e
-
-step "3. Compile a library policy into the policy.json the sidecar loads" \
-  "mcp-guard-policy compile policies/library/filesystem-readonly.yaml | head -40"
-"$POLICY" compile policies/library/filesystem-readonly.yaml | head -40
-echo "    ..."
+"$TARGET/mcp-guard-policy" check "$broken" 2>&1 | sed "s|$broken|broken.yaml|"
+echo "(exit code ${PIPESTATUS[0]})"
