@@ -9,6 +9,9 @@
 //! Prints `echo_http: listening on http://127.0.0.1:PORT/mcp` on stderr once bound.
 #![allow(clippy::unwrap_used)]
 
+#[path = "echo/answer.rs"]
+mod answer;
+
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -68,26 +71,11 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infalli
         return Ok(reply(StatusCode::ACCEPTED, None, Bytes::new()));
     };
     let mut session = None;
-    let result = match method {
-        "initialize" => {
-            let n = SESSIONS.fetch_add(1, Ordering::Relaxed) + 1;
-            session = Some(HeaderValue::from_str(&format!("echo-http-session-{n}")).unwrap());
-            json!({
-                "protocolVersion": msg["params"]["protocolVersion"],
-                "capabilities": {"tools": {}},
-                "serverInfo": {"name": "mcp-guard-bench-echo", "version": "1"}
-            })
-        }
-        "tools/list" => json!({"tools": [{
-            "name": "echo",
-            "description": "Echoes the message.",
-            "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}}
-        }]}),
-        "tools/call" => {
-            json!({"content": [{"type": "text", "text": msg["params"]["arguments"]["message"]}]})
-        }
-        _ => json!({}),
-    };
+    if method == "initialize" {
+        let n = SESSIONS.fetch_add(1, Ordering::Relaxed) + 1;
+        session = Some(HeaderValue::from_str(&format!("echo-http-session-{n}")).unwrap());
+    }
+    let result = answer::result(method, &msg["params"]);
     let answer = json!({"jsonrpc": "2.0", "id": id, "result": result});
     Ok(reply(StatusCode::OK, session, json_bytes(&answer)))
 }

@@ -9,6 +9,9 @@ use std::io::{BufRead, BufWriter, Write};
 
 use serde_json::{Value, json};
 
+#[path = "echo/answer.rs"]
+mod answer;
+
 fn main() {
     let stdin = std::io::stdin().lock();
     let mut out = BufWriter::new(std::io::stdout().lock());
@@ -20,22 +23,7 @@ fn main() {
         let Some(id) = msg.get("id").cloned() else {
             continue;
         };
-        let result = match msg["method"].as_str().unwrap_or_default() {
-            "initialize" => json!({
-                "protocolVersion": msg["params"]["protocolVersion"],
-                "capabilities": {"tools": {}},
-                "serverInfo": {"name": "mcp-guard-bench-echo", "version": "1"}
-            }),
-            "tools/list" => json!({"tools": [{
-                "name": "echo",
-                "description": "Echoes the message.",
-                "inputSchema": {"type": "object", "properties": {"message": {"type": "string"}}}
-            }]}),
-            "tools/call" => {
-                json!({"content": [{"type": "text", "text": msg["params"]["arguments"]["message"]}]})
-            }
-            _ => json!({}),
-        };
+        let result = answer::result(msg["method"].as_str().unwrap_or_default(), &msg["params"]);
         serde_json::to_writer(
             &mut out,
             &json!({"jsonrpc": "2.0", "id": id, "result": result}),

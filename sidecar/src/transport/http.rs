@@ -58,7 +58,8 @@ use crate::guard::Guard;
 use respond::{MCP_SESSION_ID, boxed, header_str, is_sse, passthrough};
 use sessions::{SESSION_IDLE, Sessions, State};
 use stream::{GuardedSse, LegacyWatch};
-use upstream::{Body, Upstream, strip_hop_by_hop};
+pub use upstream::strip_hop_by_hop;
+use upstream::{Body, Upstream};
 
 /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
