@@ -51,6 +51,10 @@ async fn run(args: Args) -> anyhow::Result<i32> {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("--metrics {addr}: {e}"))?;
+        eprintln!(
+            "mcp-guard-proxy: metrics on http://{}/metrics",
+            listener.local_addr()?
+        );
         tokio::spawn(metrics::serve(listener, metrics.clone()));
     }
     let guard = Arc::new(Guard::new(engine, args.mode, audit, metrics));

@@ -297,3 +297,109 @@ fn policy_edits_apply_without_restart_and_bad_edits_are_refused() {
     );
     assert!(p.stderr().contains("unclosed group"), "{}", p.stderr());
 }
+
+/// Reads `GET /metrics` from the address the proxy printed on stderr.
+fn scrape(p: &Peer) -> String {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let addr = loop {
+        let stderr = p.stderr();
+        if let Some(line) = stderr.lines().find(|l| l.contains("metrics on http://")) {
+            break line
+                .split("http://")
+                .nth(1)
+                .unwrap()
+                .trim_end_matches("/metrics")
+                .to_owned();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no metrics address in stderr: {stderr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        conn,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    conn.read_to_string(&mut body).unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    body
+}
+
+#[test]
+fn metrics_count_calls_findings_latency_sessions_and_reloads() {
+    let spec = "  tools:\n    deny: [\"get-env\"]\n";
+    let mut p = Peer::proxied(&policy(spec), &["--metrics", "127.0.0.1:0"], &everything());
+    p.initialize();
+    p.call("echo", json!({"message": "m"}));
+    p.call("get-env", json!({}));
+    std::fs::write(
+        p.policy_path(),
+        "rules: [{id: x, action: block, args: [{anyString: true, regex: '('}]}]",
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let text = scrape(&p);
+    for expected in [
+        r#"mcp_guard_tool_calls_total{tool="echo",decision="allow",mode="enforce"} 1"#,
+        r#"mcp_guard_tool_calls_total{tool="get-env",decision="block",mode="enforce"} 1"#,
+        r#"mcp_guard_findings_total{detector="tools",rule="tools.deny"} 1"#,
+        r#"mcp_guard_policy_reloads_total{result="invalid"} 1"#,
+        "mcp_guard_active_sessions 1",
+        "mcp_guard_proxy_added_latency_seconds_count",
+        r#"mcp_guard_messages_total{direction="client_to_server"}"#,
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+}
+
+#[test]
+fn a_configmap_style_symlink_swap_is_picked_up() {
+    // Kubernetes mounts a ConfigMap as `policy.json -> ..data/policy.json` with `..data -> ..<timestamp>`,
+    // and updates it by pointing `..data` at a new directory in one rename.
+    let mount = tempfile::tempdir().unwrap();
+    let write_version = |name: &str, spec: &str| {
+        let dir = mount.path().join(name);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("policy.yaml"), policy(spec)).unwrap();
+    };
+    write_version("..2026_11_21_v1", "  tools:\n    deny: [\"get-env\"]\n");
+    std::os::unix::fs::symlink("..2026_11_21_v1", mount.path().join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/policy.yaml", mount.path().join("policy.yaml")).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = std::process::Command::new(common::proxy_bin());
+    c.arg("--policy")
+        .arg(mount.path().join("policy.yaml"))
+        .args(["--reload-interval", "100ms", "--"])
+        .args(everything());
+    let mut p = Peer::spawn_command(&mut c, dir);
+    p.initialize();
+    assert_blocked(&p.call("get-env", json!({})), "tools.deny");
+    assert!(p.call("echo", json!({"message": "v1"}))["result"].is_object());
+
+    write_version("..2026_11_21_v2", "  tools:\n    deny: [\"echo\"]\n");
+    std::os::unix::fs::symlink("..2026_11_21_v2", mount.path().join("..data_tmp")).unwrap();
+    std::fs::rename(mount.path().join("..data_tmp"), mount.path().join("..data")).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let r = p.call("echo", json!({"message": "v2"}));
+        if r.get("error").is_some() {
+            assert_blocked(&r, "tools.deny");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the swapped ConfigMap did not apply within 2 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        p.call("get-env", json!({}))["result"].is_object(),
+        "the old rule is gone"
+    );
+}

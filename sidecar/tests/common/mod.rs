@@ -107,6 +107,11 @@ impl Peer {
         Self::spawn(&mut c, dir)
     }
 
+    /// Starts any command (e.g. the proxy with custom flags), logging its stderr into `dir`.
+    pub fn spawn_command(cmd: &mut Command, dir: tempfile::TempDir) -> Self {
+        Self::spawn(cmd, dir)
+    }
+
     fn spawn(cmd: &mut Command, dir: tempfile::TempDir) -> Self {
         let mut child = cmd
             .stdin(Stdio::piped())
