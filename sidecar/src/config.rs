@@ -30,6 +30,14 @@ pub struct Args {
     /// Serve Prometheus metrics on this address (e.g. 127.0.0.1:9464), path /metrics.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+    /// Kill switch file: while it exists (from when it appears until it disappears), every tools/call
+    /// is denied. SIGUSR1/SIGUSR2 and `--admin` switch too.
+    #[arg(long, value_name = "FILE")]
+    pub kill_switch_file: Option<PathBuf>,
+    /// Serve the admin endpoint here (GET /kill-switch, POST /kill-switch/on|off). Bind it to loopback:
+    /// whoever reaches it can switch the kill switch off.
+    #[arg(long, value_name = "ADDR")]
+    pub admin: Option<SocketAddr>,
     /// Largest JSON-RPC message accepted, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_MESSAGE)]
     pub max_message_bytes: usize,

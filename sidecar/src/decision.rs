@@ -18,6 +18,12 @@ pub enum Detector {
     CredentialLeak,
     RateLimit,
     Sequence,
+    /// `spec.risk` thresholds over the combined risk of a call's findings.
+    Risk,
+    /// `spec.budgets`: calls and bytes per session.
+    Budget,
+    /// The operator's kill switch: deny every `tools/call`.
+    KillSwitch,
 }
 
 impl Detector {
@@ -28,6 +34,9 @@ impl Detector {
             Detector::CredentialLeak => "credentialLeak",
             Detector::RateLimit => "rateLimit",
             Detector::Sequence => "sequence",
+            Detector::Risk => "risk",
+            Detector::Budget => "budget",
+            Detector::KillSwitch => "killSwitch",
         }
     }
 }
@@ -113,6 +122,37 @@ impl Decision {
         }
     }
 
+    /// Applies `spec.risk`: when the combined risk reaches `block_above` (or `ask_above`), the decision
+    /// becomes at least block (or ask), with a finding that says so. Several weak findings can thus stop a
+    /// call that none of them would stop alone.
+    pub fn with_thresholds(mut self, ask_above: Option<f64>, block_above: Option<f64>) -> Self {
+        let crossed = [
+            (block_above, Action::Block, "risk.blockAbove"),
+            (ask_above, Action::Ask, "risk.askAbove"),
+        ]
+        .into_iter()
+        .find_map(|(limit, action, rule)| {
+            limit.filter(|l| self.risk >= *l).map(|l| (l, action, rule))
+        });
+        if let Some((limit, action, rule)) = crossed
+            && Verdict::from(action) > self.verdict
+        {
+            self.findings.push(Finding {
+                detector: Detector::Risk,
+                rule: rule.into(),
+                action,
+                risk: 0.0,
+                reason: format!(
+                    "combined risk {:.2} of {} findings reaches {limit}",
+                    self.risk,
+                    self.findings.len()
+                ),
+            });
+            self.verdict = Verdict::from(action);
+        }
+        self
+    }
+
     /// The finding that decided the verdict (the first one with the strongest action).
     pub fn deciding(&self) -> Option<&Finding> {
         self.findings
@@ -147,5 +187,39 @@ mod tests {
         let expected = 1.0 - (0.7 * 0.1 * 0.4);
         assert!((d.risk - expected).abs() < 1e-12, "{}", d.risk);
         assert_eq!(Decision::from_findings(vec![]), Decision::allow());
+    }
+
+    #[test]
+    fn thresholds_turn_accumulated_weak_findings_into_ask_or_block() {
+        let weak = || {
+            vec![
+                finding(Action::Log, 0.3, "a"),
+                finding(Action::Log, 0.3, "b"),
+                finding(Action::Log, 0.3, "c"),
+            ]
+        };
+        // 1 - 0.7^3 = 0.657
+        let d = Decision::from_findings(weak()).with_thresholds(Some(0.5), Some(0.9));
+        assert_eq!(d.verdict, Verdict::Ask);
+        assert_eq!(d.deciding().map(|f| &*f.rule), Some("risk.askAbove"));
+        let d = Decision::from_findings(weak()).with_thresholds(Some(0.5), Some(0.6));
+        assert_eq!(d.verdict, Verdict::Block);
+        assert_eq!(d.findings.last().map(|f| &*f.rule), Some("risk.blockAbove"));
+        let d = Decision::from_findings(weak()).with_thresholds(None, Some(0.7));
+        assert_eq!(
+            d.verdict,
+            Verdict::Log,
+            "below the threshold nothing changes"
+        );
+        // A threshold never weakens a decision.
+        let strong = Decision::from_findings(vec![finding(Action::Block, 0.9, "x")])
+            .with_thresholds(Some(0.5), None);
+        assert_eq!((strong.verdict, strong.findings.len()), (Verdict::Block, 1));
+        assert_eq!(
+            Decision::allow()
+                .with_thresholds(Some(0.1), Some(0.2))
+                .verdict,
+            Verdict::Allow
+        );
     }
 }

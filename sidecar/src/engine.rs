@@ -18,6 +18,44 @@ use crate::detect::{for_each_string, rate, sequence, tools};
 pub struct DetectState {
     rate: rate::RateState,
     sequences: sequence::SequenceState,
+    /// What the session has used, for `spec.budgets`.
+    pub usage: Usage,
+}
+
+/// A session's consumption: forwarded calls, and bytes each way.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub calls: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// Budget findings: a call is refused once the session has used up a budget.
+fn budget_findings(b: &mcp_guard_policy::compiled::Budgets, used: &Usage, out: &mut Vec<Finding>) {
+    let mut over = |limit: Option<u64>, used: u64, rule: &'static str, what: &str| {
+        if let Some(limit) = limit.filter(|l| used >= *l) {
+            out.push(Finding {
+                detector: Detector::Budget,
+                rule: rule.into(),
+                action: mcp_guard_policy::Action::Block,
+                risk: mcp_guard_policy::Action::Block.default_risk(),
+                reason: format!("the session has used its budget of {limit} {what} ({used})"),
+            });
+        }
+    };
+    over(b.max_calls, used.calls, "budget.maxCalls", "tool calls");
+    over(
+        b.max_bytes_in,
+        used.bytes_in,
+        "budget.maxBytesIn",
+        "bytes sent to the server",
+    );
+    over(
+        b.max_bytes_out,
+        used.bytes_out,
+        "budget.maxBytesOut",
+        "bytes received from the server",
+    );
 }
 
 /// A compiled policy ready to judge calls.
@@ -91,12 +129,14 @@ impl Engine {
             now_ms,
             &mut findings,
         );
-        Decision::from_findings(findings)
+        budget_findings(&p.budgets, &state.usage, &mut findings);
+        Decision::from_findings(findings).with_thresholds(p.risk.ask_above, p.risk.block_above)
     }
 
     /// Records a call that was forwarded (rate windows and sequence progress).
     pub fn record_call(&self, state: &mut DetectState, tool: &str, now_ms: u64) {
         let p = &self.policy;
+        state.usage.calls += 1;
         if let Some(r) = &p.detectors.rate_limit {
             rate::record(r, &mut state.rate, tool, now_ms);
         }

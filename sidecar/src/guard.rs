@@ -64,6 +64,7 @@ pub struct Guard {
     pub audit: Audit,
     pub metrics: Arc<Metrics>,
     pub summary: Summary,
+    pub kill_switch: crate::killswitch::KillSwitch,
     epoch: Instant,
 }
 
@@ -86,6 +87,7 @@ impl Guard {
             audit,
             metrics,
             summary: Summary::default(),
+            kill_switch: Default::default(),
             epoch: Instant::now(),
         }
     }
@@ -117,6 +119,7 @@ impl Guard {
             .get_or_create(&Metrics::direction("client_to_server"))
             .inc();
         self.summary.message_in();
+        session.detect.usage.bytes_in += text.len() as u64;
         let outcome = match jsonrpc::parse_frame(text) {
             Err(e) => {
                 self.metrics
@@ -223,6 +226,7 @@ impl Guard {
             session.declared.as_ref(),
             now,
         );
+        let (decision, mode) = self.apply_kill_switch(decision, mode);
         let (forward, outcome) = enforce(&decision, mode, engine.policy().ask.fallback);
         self.count_decision(&params.name, &decision, mode);
         // The redacted copy only matters when there is an audit log to write it to.
@@ -271,6 +275,26 @@ impl Guard {
             forward: false,
             reply: Some(reply),
         }
+    }
+
+    /// With the kill switch on, every call is blocked, in enforce mode whatever the policy's mode.
+    fn apply_kill_switch(&self, mut decision: Decision, mode: Mode) -> (Decision, Mode) {
+        if !self.kill_switch.is_on() {
+            return (decision, mode);
+        }
+        decision.findings.insert(
+            0,
+            crate::decision::Finding {
+                detector: crate::decision::Detector::KillSwitch,
+                rule: "kill-switch".into(),
+                action: mcp_guard_policy::Action::Block,
+                risk: 1.0,
+                reason: "the proxy's kill switch is on: every tool call is denied".into(),
+            },
+        );
+        decision.verdict = Verdict::Block;
+        decision.risk = 1.0;
+        (decision, Mode::Enforce)
     }
 
     fn invalid_call(&self, id: &str, message: &str) -> MessageOutcome {
@@ -324,6 +348,7 @@ impl Guard {
             .get_or_create(&Metrics::direction("server_to_client"))
             .inc();
         self.summary.message_out();
+        session.detect.usage.bytes_out += text.len() as u64;
         let frame = jsonrpc::parse_frame(text).inspect_err(|_| {
             self.metrics
                 .malformed

@@ -14,6 +14,7 @@ pub mod detect;
 pub mod engine;
 pub mod guard;
 pub mod jsonrpc;
+pub mod killswitch;
 pub mod metrics;
 pub mod policy;
 pub mod session;

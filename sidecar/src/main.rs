@@ -7,6 +7,7 @@ use mcp_guard_proxy::audit::Audit;
 use mcp_guard_proxy::config::Args;
 use mcp_guard_proxy::engine::Engine;
 use mcp_guard_proxy::guard::Guard;
+use mcp_guard_proxy::killswitch;
 use mcp_guard_proxy::metrics::{self, Metrics};
 use mcp_guard_proxy::policy::{self, Reloader};
 use mcp_guard_proxy::transport::{http, stdio};
@@ -59,6 +60,24 @@ async fn run(args: Args) -> anyhow::Result<i32> {
     }
     let guard = Arc::new(Guard::new(engine, args.mode, audit, metrics));
     tokio::spawn(Reloader::new(args.policy.clone()).run(guard.clone(), args.reload_interval));
+    tokio::spawn(killswitch::watch_signals(guard.clone()));
+    if let Some(path) = &args.kill_switch_file {
+        tokio::spawn(killswitch::watch_file(
+            path.clone(),
+            guard.clone(),
+            args.reload_interval,
+        ));
+    }
+    if let Some(addr) = args.admin {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("--admin {addr}: {e}"))?;
+        eprintln!(
+            "mcp-guard-proxy: admin on http://{}/kill-switch",
+            listener.local_addr()?
+        );
+        tokio::spawn(killswitch::serve_admin(listener, guard.clone()));
+    }
     let code = match (args.listen, &args.upstream) {
         (Some(listen), Some(upstream)) => {
             let listener = tokio::net::TcpListener::bind(listen)

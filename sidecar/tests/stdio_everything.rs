@@ -300,34 +300,8 @@ fn policy_edits_apply_without_restart_and_bad_edits_are_refused() {
 
 /// Reads `GET /metrics` from the address the proxy printed on stderr.
 fn scrape(p: &Peer) -> String {
-    use std::io::{Read, Write};
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let addr = loop {
-        let stderr = p.stderr();
-        if let Some(line) = stderr.lines().find(|l| l.contains("metrics on http://")) {
-            break line
-                .split("http://")
-                .nth(1)
-                .unwrap()
-                .trim_end_matches("/metrics")
-                .to_owned();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no metrics address in stderr: {stderr}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
-    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
-    write!(
-        conn,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    conn.read_to_string(&mut body).unwrap();
-    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
-    body
+    let addr = common::wait_for_stderr(p, "metrics on http://");
+    common::http(addr.trim_end_matches("/metrics"), "GET", "/metrics")
 }
 
 #[test]

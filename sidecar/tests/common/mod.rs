@@ -254,6 +254,46 @@ impl Drop for Peer {
     }
 }
 
+/// Waits for a stderr line containing `marker`; returns what follows it on that line.
+pub fn wait_for_stderr(p: &Peer, marker: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(line) = p.stderr().lines().find(|l| l.contains(marker)) {
+            return line
+                .split(marker)
+                .nth(1)
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no `{marker}` on stderr: {}",
+            p.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A one-shot HTTP/1.1 request to `addr` (host:port); returns the body.
+pub fn http(addr: &str, method: &str, path: &str) -> String {
+    use std::io::Read;
+    let mut conn = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        conn,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    conn.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The error of a blocked call: code -32600, the request's id, and the rule named.
 pub fn assert_blocked(response: &Value, rule: &str) {
     let err = response
