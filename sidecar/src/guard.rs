@@ -12,11 +12,14 @@ use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use mcp_guard_policy::Mode;
-use mcp_guard_policy::spec::AskFallback;
+use std::time::Duration;
+
+use mcp_guard_policy::spec::{AskFallback, AskVia};
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::ask::{Answer, HeldCall};
 use crate::audit::Audit;
 use crate::decision::{Decision, Verdict};
 use crate::engine::Engine;
@@ -70,8 +73,34 @@ pub struct Guard {
 
 /// What one message (a batch item or a single frame) becomes.
 struct MessageOutcome {
-    forward: bool,
+    pass: Pass,
     reply: Option<String>,
+}
+
+/// What to forward for one message.
+enum Pass {
+    /// The message as received.
+    Item,
+    /// This instead (e.g. a held call, released by the client's approval).
+    Instead(String),
+    /// Nothing.
+    Drop,
+}
+
+impl MessageOutcome {
+    fn forward() -> Self {
+        Self {
+            pass: Pass::Item,
+            reply: None,
+        }
+    }
+
+    fn answer(reply: String) -> Self {
+        Self {
+            pass: Pass::Drop,
+            reply: Some(reply),
+        }
+    }
 }
 
 impl Guard {
@@ -137,12 +166,12 @@ impl Guard {
                 }
             }
             Ok(Frame::Single(env)) => {
-                let m = self.client_message(session, &env, started);
+                let m = self.client_message(session, &env, text, started);
                 Outcome {
-                    forward: if m.forward {
-                        Forward::Original
-                    } else {
-                        Forward::Nothing
+                    forward: match m.pass {
+                        Pass::Item => Forward::Original,
+                        Pass::Instead(t) => Forward::Replaced(t),
+                        Pass::Drop => Forward::Nothing,
                     },
                     reply: m.reply,
                 }
@@ -150,18 +179,23 @@ impl Guard {
             Ok(Frame::Batch(items)) => {
                 let mut forwarded = Vec::new();
                 let mut replies = Vec::new();
-                let all = items.len();
+                let mut changed = false;
                 for (raw, env) in &items {
-                    let m = self.client_message(session, env, started);
-                    if m.forward {
-                        forwarded.push(raw.get().to_owned());
+                    let m = self.client_message(session, env, raw.get(), started);
+                    match m.pass {
+                        Pass::Item => forwarded.push(raw.get().to_owned()),
+                        Pass::Instead(t) => {
+                            changed = true;
+                            forwarded.push(t);
+                        }
+                        Pass::Drop => changed = true,
                     }
                     replies.extend(m.reply);
                 }
-                let forward = match forwarded.len() {
-                    n if n == all => Forward::Original,
-                    0 => Forward::Nothing,
-                    _ => Forward::Replaced(format!("[{}]", forwarded.join(","))),
+                let forward = match (changed, forwarded.is_empty()) {
+                    (false, _) => Forward::Original,
+                    (true, true) => Forward::Nothing,
+                    (true, false) => Forward::Replaced(format!("[{}]", forwarded.join(","))),
                 };
                 Outcome {
                     forward,
@@ -175,30 +209,39 @@ impl Guard {
         outcome
     }
 
+    /// One message from the client; `raw` is its text (the frame, or the batch item).
     fn client_message(
         &self,
         session: &mut SessionState,
         env: &Envelope<'_>,
+        raw: &str,
         started: Instant,
     ) -> MessageOutcome {
-        let forward = MessageOutcome {
-            forward: true,
-            reply: None,
-        };
+        if env.kind() == Kind::Response
+            && let Some(id) = env.id_text()
+            && id.starts_with(&format!("\"{}", crate::ask::ID_PREFIX))
+        {
+            return self.ask_answered(session, id, env);
+        }
         if env.kind() != Kind::Request {
-            return forward;
+            return MessageOutcome::forward();
         }
         let id = env.id_text().unwrap_or("null");
         let method = env.method.as_deref().unwrap_or_default();
+        if method == "initialize" {
+            session
+                .asks
+                .observe_initialize(env.params.map(RawValue::get));
+        }
         let pending = match method {
-            "tools/call" => return self.tools_call(session, env, id, started),
+            "tools/call" => return self.tools_call(session, env, id, raw, started),
             "tools/list" => Pending::ToolsList {
                 first_page: !env.params.is_some_and(|p| p.get().contains("\"cursor\"")),
             },
             _ => Pending::Other,
         };
         track(session, id, pending);
-        forward
+        MessageOutcome::forward()
     }
 
     fn tools_call(
@@ -206,6 +249,7 @@ impl Guard {
         session: &mut SessionState,
         env: &Envelope<'_>,
         id: &str,
+        raw: &str,
         started: Instant,
     ) -> MessageOutcome {
         let params: ToolCallParams = match env.params.map(|p| serde_json::from_str(p.get())) {
@@ -227,54 +271,190 @@ impl Guard {
             now,
         );
         let (decision, mode) = self.apply_kill_switch(decision, mode);
-        let (forward, outcome) = enforce(&decision, mode, engine.policy().ask.fallback);
         self.count_decision(&params.name, &decision, mode);
-        // The redacted copy only matters when there is an audit log to write it to.
-        let args_text = if self.audit.is_enabled() {
+        // The redacted copy is for the audit log and for the question a user may be asked.
+        let args_text = if self.audit.is_enabled() || decision.verdict == Verdict::Ask {
             audit_args(&engine, &args)
         } else {
             String::new()
         };
-        let decide_us = micros(started);
-        if forward {
-            engine.record_call(&mut session.detect, &params.name, now);
-            track(
-                session,
-                id,
-                Pending::ToolsCall(Box::new(CallInFlight {
-                    tool: params.name,
-                    args: args_text,
-                    decision,
-                    outcome,
-                    forwarded_at: Instant::now(),
-                    decide_us,
-                })),
-            );
-            return MessageOutcome {
-                forward: true,
-                reply: None,
-            };
+        let mut call = CallInFlight {
+            tool: params.name,
+            args: args_text,
+            decision,
+            outcome: "",
+            forwarded_at: started,
+            decide_us: 0,
+        };
+        if mode == Mode::Enforce && call.decision.verdict == Verdict::Ask {
+            let policy = engine.policy();
+            let digest = crate::ask::digest(&call.tool, &args);
+            let generation = policy.source.generation;
+            if session.asks.approved(&digest, generation, Instant::now()) {
+                call.decide_us = micros(started);
+                self.record_forwarded(session, &engine, id, call, "ask-approved", now);
+                return MessageOutcome::forward();
+            }
+            if policy.ask.via == AskVia::Elicitation && session.asks.can_ask() {
+                let message = ask_message(&engine, &call);
+                let held = HeldCall {
+                    id: id.to_owned(),
+                    raw: raw.to_owned(),
+                    tool: call.tool,
+                    args_text: call.args,
+                    decision: call.decision,
+                    decide_us: micros(started),
+                    digest,
+                    generation,
+                    deadline: Instant::now() + Duration::from_millis(policy.ask.timeout_ms),
+                };
+                return MessageOutcome::answer(session.asks.ask(held, &message));
+            }
         }
-        let reply = blocked_response(&engine, id, &decision);
+        let (forward, outcome) = enforce(&call.decision, mode, engine.policy().ask.fallback);
+        call.decide_us = micros(started);
+        if forward {
+            self.record_forwarded(session, &engine, id, call, outcome, now);
+            MessageOutcome::forward()
+        } else {
+            MessageOutcome::answer(self.refuse(session, &engine, mode, id, call, outcome, None))
+        }
+    }
+
+    /// A call on its way to the server: detector state advances, its answer is awaited.
+    fn record_forwarded(
+        &self,
+        session: &mut SessionState,
+        engine: &Engine,
+        id: &str,
+        mut call: CallInFlight,
+        outcome: &'static str,
+        now_ms: u64,
+    ) {
+        engine.record_call(&mut session.detect, &call.tool, now_ms);
+        call.outcome = outcome;
+        call.forwarded_at = Instant::now();
+        track(session, id, Pending::ToolsCall(Box::new(call)));
+    }
+
+    /// A call that is not forwarded: summarised, audited, and answered with the error returned.
+    #[allow(clippy::too_many_arguments)]
+    fn refuse(
+        &self,
+        session: &SessionState,
+        engine: &Engine,
+        mode: Mode,
+        id: &str,
+        call: CallInFlight,
+        outcome: &'static str,
+        why: Option<&str>,
+    ) -> String {
         self.summary
-            .call(&params.name, &decision, outcome, decide_us);
+            .call(&call.tool, &call.decision, outcome, call.decide_us);
         self.audit.write(&CallRecord::new(
-            &engine,
+            engine,
             mode,
             session,
             id,
-            &params.name,
-            &args_text,
-            &decision,
+            &call.tool,
+            &call.args,
+            &call.decision,
             outcome,
-            decide_us,
+            call.decide_us,
             None,
             None,
         ));
-        MessageOutcome {
-            forward: false,
-            reply: Some(reply),
+        blocked_response(engine, id, &call.decision, why)
+    }
+
+    /// The client's answer to our `elicitation/create`: release, refuse, or fall back.
+    fn ask_answered(
+        &self,
+        session: &mut SessionState,
+        id: &str,
+        env: &Envelope<'_>,
+    ) -> MessageOutcome {
+        let engine = self.engine();
+        let mode = self.mode(&engine);
+        let result = env.result.map(RawValue::get);
+        let Some((held, answer)) = session.asks.resolve(id, result, Instant::now()) else {
+            // An answer to an ask that already timed out: it was ours, not the server's.
+            return MessageOutcome {
+                pass: Pass::Drop,
+                reply: None,
+            };
+        };
+        let fallback_allows = engine.policy().ask.fallback == AskFallback::Allow;
+        let (forward, outcome, why) = match answer {
+            Answer::Accept => (true, "ask-approved", None),
+            Answer::Decline => (false, "ask-declined", Some("the user declined it")),
+            Answer::Failed if fallback_allows => (true, "ask-failed-allowed", None),
+            Answer::Failed => (
+                false,
+                "ask-failed-blocked",
+                Some("the client could not ask the user"),
+            ),
+        };
+        let call = CallInFlight {
+            tool: held.tool,
+            args: held.args_text,
+            decision: held.decision,
+            outcome,
+            forwarded_at: Instant::now(),
+            decide_us: held.decide_us,
+        };
+        if forward {
+            let now = self.now_ms();
+            self.record_forwarded(session, &engine, &held.id, call, outcome, now);
+            MessageOutcome {
+                pass: Pass::Instead(held.raw),
+                reply: None,
+            }
+        } else {
+            MessageOutcome::answer(
+                self.refuse(session, &engine, mode, &held.id, call, outcome, why),
+            )
         }
+    }
+
+    /// Held calls whose `spec.ask.timeout` passed get `spec.ask.fallback`. Returns the answers for the
+    /// client and the calls to forward to the server. Transports call this a few times a second.
+    pub fn expire_asks(&self, session: &mut SessionState) -> (Vec<String>, Vec<String>) {
+        let expired = session.asks.expire(Instant::now());
+        let (mut to_client, mut to_server) = (Vec::new(), Vec::new());
+        if expired.is_empty() {
+            return (to_client, to_server);
+        }
+        let engine = self.engine();
+        let mode = self.mode(&engine);
+        let ask = engine.policy().ask;
+        for held in expired {
+            let call = CallInFlight {
+                tool: held.tool,
+                args: held.args_text,
+                decision: held.decision,
+                outcome: "",
+                forwarded_at: Instant::now(),
+                decide_us: held.decide_us,
+            };
+            if ask.fallback == AskFallback::Allow {
+                let now = self.now_ms();
+                self.record_forwarded(session, &engine, &held.id, call, "ask-timeout-allowed", now);
+                to_server.push(held.raw);
+            } else {
+                let why = format!("nobody answered within {} ms", ask.timeout_ms);
+                to_client.push(self.refuse(
+                    session,
+                    &engine,
+                    mode,
+                    &held.id,
+                    call,
+                    "ask-timeout-blocked",
+                    Some(&why),
+                ));
+            }
+        }
+        (to_client, to_server)
     }
 
     /// With the kill switch on, every call is blocked, in enforce mode whatever the policy's mode.
@@ -302,10 +482,7 @@ impl Guard {
             .malformed
             .get_or_create(&Metrics::direction("client_to_server"))
             .inc();
-        MessageOutcome {
-            forward: false,
-            reply: Some(jsonrpc::error_response(Some(id), -32602, message, None)),
-        }
+        MessageOutcome::answer(jsonrpc::error_response(Some(id), -32602, message, None))
     }
 
     /// Counts a call (once, when it is decided) and its findings.
@@ -429,7 +606,7 @@ impl Guard {
                 self.count_findings(&d);
                 let (forward, _) = enforce(&d, mode, engine.policy().ask.fallback);
                 if !forward {
-                    replacement = Some(blocked_response(&engine, id, &d));
+                    replacement = Some(blocked_response(&engine, id, &d, None));
                 }
                 result_decision = Some(d);
             }
@@ -484,6 +661,12 @@ impl Guard {
                 }
                 jsonrpc::error_response(Some(&id), code::INTERNAL_ERROR, reason, None)
             })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .chain(session.asks.drain().into_iter().map(|held| {
+                let why = "the session ended before the user answered";
+                jsonrpc::error_response(Some(&held.id), code::INTERNAL_ERROR, why, None)
+            }))
             .collect()
     }
 }
@@ -532,14 +715,18 @@ fn enforce(decision: &Decision, mode: Mode, fallback: AskFallback) -> (bool, &'s
 
 /// The JSON-RPC error a blocked call (or result) gets: code -32600, the rule in the message and in
 /// `data`, never the matched value.
-fn blocked_response(engine: &Engine, id: &str, decision: &Decision) -> String {
+fn blocked_response(engine: &Engine, id: &str, decision: &Decision, why: Option<&str>) -> String {
     let policy = engine.policy().source.name.as_deref().unwrap_or("(local)");
     let (rule, detector, reason) = decision
         .deciding()
         .map(|f| (f.rule.to_string(), f.detector.as_str(), f.reason.as_str()))
         .unwrap_or_else(|| ("unknown".into(), "unknown", "blocked"));
-    let message =
+    let mut message =
         format!("blocked by mcp-guard policy {policy}: rule {rule} ({detector}): {reason}");
+    if let Some(why) = why {
+        message.push_str("; ");
+        message.push_str(why);
+    }
     // Every finding's rule and detector (never the matched values), so a client sees all reasons.
     let findings: Vec<Value> = decision
         .findings
@@ -559,6 +746,21 @@ fn blocked_response(engine: &Engine, id: &str, decision: &Decision) -> String {
         code::INVALID_REQUEST,
         &message,
         Some(&data.to_string()),
+    )
+}
+
+/// What the user is asked: the tool, the redacted arguments, the rule and why.
+fn ask_message(engine: &Engine, call: &CallInFlight) -> String {
+    let policy = engine.policy().source.name.as_deref().unwrap_or("(local)");
+    let (rule, reason) = call
+        .decision
+        .deciding()
+        .map(|f| (f.rule.to_string(), f.reason.clone()))
+        .unwrap_or_default();
+    let args: String = call.args.chars().take(400).collect();
+    format!(
+        "mcp-guard (policy {policy}) asks before this tool call runs.\nTool: {}\nArguments: {args}\nRule: {rule}: {reason}\nAllow it?",
+        call.tool
     )
 }
 

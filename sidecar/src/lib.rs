@@ -7,6 +7,7 @@
 //! and counted in [`metrics`]; [`policy`] loads and hot-reloads the policy.
 #![forbid(unsafe_code)]
 
+pub mod ask;
 pub mod audit;
 pub mod config;
 pub mod decision;

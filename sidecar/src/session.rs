@@ -20,6 +20,8 @@ pub struct SessionState {
     /// Client requests awaiting the server's answer, by raw id.
     pub pending: HashMap<String, Pending>,
     pub detect: DetectState,
+    /// Calls held while the user is asked (MCP elicitation), and recent approvals.
+    pub asks: crate::ask::Asks,
 }
 
 impl SessionState {
@@ -29,6 +31,7 @@ impl SessionState {
             declared: None,
             pending: HashMap::new(),
             detect: DetectState::default(),
+            asks: crate::ask::Asks::default(),
         }
     }
 }

@@ -68,22 +68,32 @@ where
             )
         })?;
     let pid = child.id().map(|p| Pid::from_raw(p as i32));
-    let server_in = child
-        .stdin
-        .take()
-        .ok_or_else(|| anyhow::anyhow!("no stdin pipe"))?;
+    // Shared by the client side and the ask timer; `None` once the client hung up (dropping it closes
+    // the server's stdin).
+    let server_in: Shared<Option<ChildStdin>> = Arc::new(tokio::sync::Mutex::new(Some(
+        child
+            .stdin
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stdin pipe"))?,
+    )));
     let server_out = child
         .stdout
         .take()
         .ok_or_else(|| anyhow::anyhow!("no stdout pipe"))?;
 
     guard.metrics.active_sessions.inc();
-    let session = Arc::new(Mutex::new(SessionState::new(format!(
-        "stdio-{}",
-        std::process::id()
-    ))));
+    let mut state = SessionState::new(format!("stdio-{}", std::process::id()));
+    // stdio can send the client an elicitation request while a call waits.
+    state.asks.transport_can_ask = true;
+    let session = Arc::new(Mutex::new(state));
     let client_out: Shared<W> = Arc::new(tokio::sync::Mutex::new(client_out));
 
+    let asks = tokio::spawn(expire_asks(
+        server_in.clone(),
+        client_out.clone(),
+        guard.clone(),
+        session.clone(),
+    ));
     let upstream = tokio::spawn(client_to_server(
         client_in,
         server_in,
@@ -107,6 +117,7 @@ where
         _ = &mut Box::pin(wait_downstream(downstream)) => child.wait().await,
     };
     signals.abort();
+    asks.abort();
     // Calls the server never answered.
     let errors = {
         let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
@@ -134,7 +145,7 @@ async fn wait_downstream(task: tokio::task::JoinHandle<()>) {
 
 async fn client_to_server<R, W>(
     client_in: R,
-    mut server_in: ChildStdin,
+    server_in: Shared<Option<ChildStdin>>,
     client_out: Shared<W>,
     guard: Arc<Guard>,
     session: Arc<Mutex<SessionState>>,
@@ -186,11 +197,12 @@ async fn client_to_server<R, W>(
         let mut buf = Vec::with_capacity(forward.len() + 1);
         buf.extend_from_slice(forward.as_bytes());
         buf.push(b'\n');
-        if server_in.write_all(&buf).await.is_err() || server_in.flush().await.is_err() {
+        if !write_server(&server_in, &buf).await {
             break; // the server is gone; the downstream side reports it
         }
     }
-    // Dropping server_in closes the server's stdin: the first step of the stdio shutdown.
+    // Closing the server's stdin is the first step of the stdio shutdown.
+    server_in.lock().await.take();
 }
 
 async fn server_to_client<W: AsyncWrite + Unpin>(
@@ -234,6 +246,40 @@ async fn server_to_client<W: AsyncWrite + Unpin>(
                     "mcp-guard-proxy: non-JSON-RPC line on the server's stdout (not forwarded): {shown}"
                 );
             }
+        }
+    }
+}
+
+/// Writes to the server's stdin; false when it is closed or gone.
+async fn write_server(server_in: &Shared<Option<ChildStdin>>, buf: &[u8]) -> bool {
+    let mut guard = server_in.lock().await;
+    let Some(stdin) = guard.as_mut() else {
+        return false;
+    };
+    stdin.write_all(buf).await.is_ok() && stdin.flush().await.is_ok()
+}
+
+/// Applies `spec.ask.fallback` to held calls whose time ran out, a few times a second.
+async fn expire_asks<W: AsyncWrite + Unpin>(
+    server_in: Shared<Option<ChildStdin>>,
+    client_out: Shared<W>,
+    guard: Arc<Guard>,
+    session: Arc<Mutex<SessionState>>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tick.tick().await;
+        let (to_client, to_server) = {
+            let mut s = session.lock().unwrap_or_else(|p| p.into_inner());
+            guard.expire_asks(&mut s)
+        };
+        for reply in to_client {
+            write_line(&client_out, &reply).await;
+        }
+        for call in to_server {
+            let mut buf = call.into_bytes();
+            buf.push(b'\n');
+            write_server(&server_in, &buf).await;
         }
     }
 }
