@@ -7,7 +7,7 @@
 CARGO ?= cargo
 export MCP_GUARD_CACHE ?= $(HOME)/.cache/mcp-guard
 
-.PHONY: help build test gen check-generated fmt fmt-check lint check-policies apiserver peers demo bench clean
+.PHONY: help build test gen check-generated fmt fmt-check lint check-policies apiserver peers demo bench corpus check-corpus clean
 
 help: ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -39,12 +39,19 @@ apiserver: ## Build (once, cached) the real kube-apiserver + etcd the e2e tests 
 peers: ## Install (once, cached) the real MCP servers from npm that the tests and the demo run.
 	@e2e/harness/npm-peers.sh >/dev/null
 
-test: fmt-check lint check-generated check-policies apiserver peers ## Everything CI runs.
+check-corpus: ## Validate the corpus files (format, session rules, secret markers).
+	@python3 sidecar/tests/corpus/validate.py >/dev/null
+
+test: fmt-check lint check-generated check-policies check-corpus apiserver peers ## Everything CI runs.
 	$(CARGO) test --workspace --locked
 
 demo: ## The proxy in front of a real MCP server with a library policy: allowed and blocked calls (no cluster).
 	@$(CARGO) build -q --release --locked -p mcp-guard-proxy -p mcp-guard-policy --bins --examples
 	@scripts/demo.sh
+
+corpus: ## Detection and false-positive rates on the labeled corpus (sidecar/tests/corpus), per detector.
+	@python3 sidecar/tests/corpus/validate.py >/dev/null
+	$(CARGO) test -q --locked -p mcp-guard-proxy --test corpus -- --nocapture
 
 bench: ## Latency and throughput: direct, bare relay, mcp-guard-proxy, agent-bom (stdio); see docs/benchmarks.md.
 	$(CARGO) build -q --release --locked -p mcp-guard-proxy --bins --examples
