@@ -5,6 +5,7 @@ pub mod rate;
 pub mod rules;
 pub mod secrets;
 pub mod sequence;
+pub mod taint;
 pub mod tools;
 
 use serde_json::Value;
