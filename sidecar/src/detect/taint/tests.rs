@@ -1,4 +1,6 @@
-use super::fingerprint::is_informative;
+use std::ops::ControlFlow;
+
+use super::informative::is_informative;
 use super::*;
 
 fn origin(id: &str, tool: &str) -> TaintOrigin {
