@@ -38,6 +38,8 @@ pub struct HeldCall {
     pub digest: [u8; 32],
     pub generation: Option<i64>,
     pub deadline: Instant,
+    /// The call reads a taint source (see `CallInFlight`).
+    pub taint_source: bool,
 }
 
 #[derive(Debug)]
@@ -191,6 +193,7 @@ mod tests {
             digest: digest(tool, args),
             generation: Some(1),
             deadline,
+            taint_source: false,
         }
     }
 

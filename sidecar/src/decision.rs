@@ -24,6 +24,12 @@ pub enum Detector {
     Budget,
     /// The operator's kill switch: deny every `tools/call`.
     KillSwitch,
+    /// A value from a taint source in the arguments of a sink tool.
+    Taint,
+    /// Prompt injection or tool poisoning in a description or a result.
+    PromptInjection,
+    /// A tool definition that changed within the session.
+    RugPull,
 }
 
 impl Detector {
@@ -37,6 +43,9 @@ impl Detector {
             Detector::Risk => "risk",
             Detector::Budget => "budget",
             Detector::KillSwitch => "killSwitch",
+            Detector::Taint => "taint",
+            Detector::PromptInjection => "promptInjection",
+            Detector::RugPull => "rugPull",
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Detectors: one file each. Each is pure (no I/O): it reads the compiled policy and the session's
 //! detector state, and returns findings. The [`crate::engine`] runs them and combines the findings.
 
+pub mod injection;
 pub mod rate;
+pub mod rugpull;
 pub mod rules;
 pub mod secrets;
 pub mod sequence;

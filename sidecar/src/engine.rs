@@ -2,7 +2,7 @@
 //! findings into a [`Decision`]. Pure: the caller passes the session's detector state and the time.
 
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use mcp_guard_policy::{CompiledPolicy, Mode};
@@ -13,11 +13,21 @@ use crate::detect::rules::RuleSet;
 use crate::detect::secrets::SecretScanner;
 use crate::detect::{for_each_string, rate, sequence, tools};
 
+mod inspect;
+
+pub use inspect::{ListJudgement, ResultJudgement};
+
 /// Per-session state the detectors keep.
 #[derive(Debug, Default)]
 pub struct DetectState {
     rate: rate::RateState,
     sequences: sequence::SequenceState,
+    /// Fingerprints of tainted values, created with the first source result.
+    taint: Option<crate::detect::taint::TaintState>,
+    /// Tool definitions pinned at their first listing.
+    pins: crate::detect::rugpull::Pins,
+    /// Tools whose definition was poisoned or pulled: calls to them are blocked for the session.
+    quarantined: HashMap<String, Finding>,
     /// What the session has used, for `spec.budgets`.
     pub usage: Usage,
 }
@@ -107,6 +117,9 @@ impl Engine {
         let p = &self.policy;
         let mut findings = Vec::new();
         tools::check(&p.tools, tool, declared, &mut findings);
+        if let Some(why) = state.quarantined.get(tool) {
+            findings.push(why.clone());
+        }
         self.rules.check(tool, args, &mut findings);
         if let Some(c) = &p.detectors.credential_leak {
             for kind in self.secret_kinds(args) {
@@ -130,6 +143,7 @@ impl Engine {
             &mut findings,
         );
         budget_findings(&p.budgets, &state.usage, &mut findings);
+        self.taint_findings(state, tool, args, &mut findings);
         Decision::from_findings(findings).with_thresholds(p.risk.ask_above, p.risk.block_above)
     }
 
@@ -141,38 +155,6 @@ impl Engine {
             rate::record(r, &mut state.rate, tool, now_ms);
         }
         sequence::record(&p.detectors.sequences, &mut state.sequences, tool, now_ms);
-    }
-
-    /// Judges a tool result on its way back (credential leak with `scanResults`).
-    pub fn judge_result(&self, result: &Value) -> Decision {
-        let mut findings = Vec::new();
-        if let Some(c) = self
-            .policy
-            .detectors
-            .credential_leak
-            .as_ref()
-            .filter(|c| c.scan_results)
-        {
-            for kind in self.secret_kinds(result) {
-                findings.push(Finding {
-                    detector: Detector::CredentialLeak,
-                    rule: kind.clone(),
-                    action: c.action,
-                    risk: c.risk,
-                    reason: format!("the tool result carries a secret ({kind})"),
-                });
-            }
-        }
-        Decision::from_findings(findings)
-    }
-
-    /// Whether the policy wants results scanned at all (so the proxy can skip parsing them).
-    pub fn scans_results(&self) -> bool {
-        self.policy
-            .detectors
-            .credential_leak
-            .as_ref()
-            .is_some_and(|c| c.scan_results)
     }
 
     /// The value with every secret in its strings redacted, unless the policy turned redaction off.

@@ -278,6 +278,7 @@ impl Guard {
         } else {
             String::new()
         };
+        let taint_source = engine.is_taint_source(&params.name, &args);
         let mut call = CallInFlight {
             tool: params.name,
             args: args_text,
@@ -285,6 +286,7 @@ impl Guard {
             outcome: "",
             forwarded_at: started,
             decide_us: 0,
+            taint_source,
         };
         if mode == Mode::Enforce && call.decision.verdict == Verdict::Ask {
             let policy = engine.policy();
@@ -307,6 +309,7 @@ impl Guard {
                     digest,
                     generation,
                     deadline: Instant::now() + Duration::from_millis(policy.ask.timeout_ms),
+                    taint_source: call.taint_source,
                 };
                 return MessageOutcome::answer(session.asks.ask(held, &message));
             }
@@ -402,6 +405,7 @@ impl Guard {
             outcome,
             forwarded_at: Instant::now(),
             decide_us: held.decide_us,
+            taint_source: held.taint_source,
         };
         if forward {
             let now = self.now_ms();
@@ -436,6 +440,7 @@ impl Guard {
                 outcome: "",
                 forwarded_at: Instant::now(),
                 decide_us: held.decide_us,
+                taint_source: held.taint_source,
             };
             if ask.fallback == AskFallback::Allow {
                 let now = self.now_ms();
@@ -576,19 +581,80 @@ impl Guard {
         let id = env.id_text()?;
         match session.pending.remove(id)? {
             Pending::ToolsList { first_page } => {
-                if let Some(result) = env.result {
-                    record_tools(session, result, first_page);
+                let result = env.result?;
+                let replacement = self.tools_listed(session, id, result);
+                // Tools removed from the list are not declared either.
+                let listed = replacement
+                    .as_deref()
+                    .and_then(|r| serde_json::from_str::<Value>(r).ok())
+                    .map(|v| v["result"].to_string());
+                match listed
+                    .as_deref()
+                    .and_then(|l| serde_json::from_str::<&RawValue>(l).ok())
+                {
+                    Some(filtered) => record_tools(session, filtered, first_page),
+                    None => record_tools(session, result, first_page),
                 }
-                None
+                replacement
             }
             Pending::ToolsCall(call) => self.call_answered(session, id, env, *call),
             Pending::Other => None,
         }
     }
 
+    /// A `tools/list` answer: poisoned descriptions and rug pulls. In enforce mode the tools with a
+    /// blocking finding are removed from the list (and their calls blocked for the session); in audit
+    /// mode the list passes and the findings are recorded.
+    fn tools_listed(
+        &self,
+        session: &mut SessionState,
+        id: &str,
+        result: &RawValue,
+    ) -> Option<String> {
+        let engine = self.engine();
+        if !engine.inspects_tool_lists() {
+            return None;
+        }
+        let mode = self.mode(&engine);
+        let mut value: Value = serde_json::from_str(result.get()).ok()?;
+        let judged = engine.judge_tools_list(&mut session.detect, &value);
+        if judged.decision.findings.is_empty() {
+            return None;
+        }
+        self.count_findings(&judged.decision);
+        let filter = mode == Mode::Enforce && !judged.blocked_tools.is_empty();
+        self.audit.write(&ListRecord {
+            ts: crate::summary::now_rfc3339(),
+            kind: "tools/list",
+            session: &session.id,
+            id,
+            decision: judged.decision.verdict,
+            outcome: if filter {
+                "tools-removed"
+            } else if mode == Mode::Audit {
+                "audit"
+            } else {
+                "logged"
+            },
+            removed: if filter { &judged.blocked_tools } else { &[] },
+            findings: &judged.decision.findings,
+        });
+        if !filter {
+            return None;
+        }
+        if let Some(tools) = value.get_mut("tools").and_then(Value::as_array_mut) {
+            tools.retain(|t| {
+                !t["name"]
+                    .as_str()
+                    .is_some_and(|n| judged.blocked_tools.iter().any(|b| b == n))
+            });
+        }
+        Some(format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{value}}}"#))
+    }
+
     fn call_answered(
         &self,
-        session: &SessionState,
+        session: &mut SessionState,
         id: &str,
         env: &Envelope<'_>,
         call: CallInFlight,
@@ -598,21 +664,48 @@ impl Guard {
         let upstream_ms = call.forwarded_at.elapsed().as_secs_f64() * 1e3;
         let mut result_decision = None;
         let mut replacement = None;
-        if let Some(result) = env.result.filter(|_| engine.scans_results())
+        if let Some(result) = env.result.filter(|_| engine.inspects_results())
             && let Ok(value) = serde_json::from_str::<Value>(result.get())
         {
-            let d = engine.judge_result(&value);
+            let judged = engine.judge_result(&value);
+            let d = judged.decision;
+            let mut delivered = true;
             if d.verdict != Verdict::Allow {
                 self.count_findings(&d);
                 let (forward, _) = enforce(&d, mode, engine.policy().ask.fallback);
                 if !forward {
                     replacement = Some(blocked_response(&engine, id, &d, None));
+                    delivered = false;
+                } else if let Some(stripped) = judged.stripped.filter(|_| mode == Mode::Enforce) {
+                    replacement = Some(format!(
+                        r#"{{"jsonrpc":"2.0","id":{id},"result":{stripped}}}"#
+                    ));
                 }
                 result_decision = Some(d);
             }
+            // Only what the client receives can leak later.
+            if delivered {
+                let (evicted, truncated) = Engine::taint_losses(&session.detect);
+                engine.record_result(
+                    &mut session.detect,
+                    id,
+                    &call.tool,
+                    call.taint_source,
+                    &value,
+                );
+                let (evicted_now, truncated_now) = Engine::taint_losses(&session.detect);
+                self.metrics.taint_evictions.inc_by(evicted_now - evicted);
+                self.metrics
+                    .taint_truncated
+                    .inc_by(truncated_now - truncated);
+            }
         }
+        let blocked = replacement
+            .as_deref()
+            .is_some_and(|r| r.contains(r#""error":"#));
         let outcome = match (&replacement, env.error.is_some()) {
-            (Some(_), _) => "result-blocked",
+            (Some(_), _) if blocked => "result-blocked",
+            (Some(_), _) => "result-stripped",
             (None, true) => "error",
             (None, false) => call.outcome,
         };
@@ -815,6 +908,21 @@ struct CallRecord<'a> {
     /// Time the server took to answer, in milliseconds (forwarded calls only).
     #[serde(skip_serializing_if = "Option::is_none")]
     upstream_ms: Option<f64>,
+}
+
+/// An audit record for a `tools/list` answer with findings (poisoned descriptions, rug pulls).
+#[derive(Serialize)]
+struct ListRecord<'a> {
+    ts: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    session: &'a str,
+    id: &'a str,
+    decision: Verdict,
+    /// tools-removed (enforce), logged, or audit.
+    outcome: &'static str,
+    removed: &'a [String],
+    findings: &'a [crate::decision::Finding],
 }
 
 #[derive(Serialize)]

@@ -52,6 +52,10 @@ pub struct Metrics {
     pub reloads: Family<ResultLabels, Counter>,
     pub messages: Family<DirectionLabels, Counter>,
     pub malformed: Family<DirectionLabels, Counter>,
+    /// Taint fingerprints evicted to keep sessions within `taint.maxFingerprints`.
+    pub taint_evictions: Counter,
+    /// Tainted values only partly fingerprinted (over 1 MiB, or over half the fingerprint budget).
+    pub taint_truncated: Counter,
     tool_labels: Mutex<HashSet<String>>,
 }
 
@@ -72,6 +76,8 @@ impl Metrics {
         let reloads = Family::default();
         let messages = Family::default();
         let malformed = Family::default();
+        let taint_evictions = Counter::default();
+        let taint_truncated = Counter::default();
         registry.register(
             "tool_calls",
             "tools/call requests by tool and decision",
@@ -103,8 +109,20 @@ impl Metrics {
             "Frames that were not valid JSON-RPC, by direction",
             malformed.clone(),
         );
+        registry.register(
+            "taint_evictions",
+            "Taint fingerprints evicted to keep a session within taint.maxFingerprints",
+            taint_evictions.clone(),
+        );
+        registry.register(
+            "taint_truncated",
+            "Tainted values only partly fingerprinted (over 1 MiB, or over half of taint.maxFingerprints)",
+            taint_truncated.clone(),
+        );
         Self {
             registry,
+            taint_evictions,
+            taint_truncated,
             calls,
             findings,
             added_latency,

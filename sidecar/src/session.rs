@@ -56,4 +56,6 @@ pub struct CallInFlight {
     pub outcome: &'static str,
     pub forwarded_at: Instant,
     pub decide_us: u64,
+    /// The call reads a taint source: its result's text is fingerprinted.
+    pub taint_source: bool,
 }

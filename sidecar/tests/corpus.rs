@@ -1,6 +1,6 @@
 //! The detection corpus (`sidecar/tests/corpus/`, see its README): labeled attack and benign MCP sessions
 //! replayed through the real guard with the corpus policy. Prints detection and false-positive rates
-//! per detector and overall (`make corpus`).
+//! per detector and overall (`make corpus`), and fails below issue 4's targets.
 //!
 //! An attack is detected when its expected step is the first step the proxy blocks or alters; a benign
 //! case is a false positive when any step is blocked or altered.
@@ -264,4 +264,20 @@ fn corpus_report() {
         a >= 200 && b >= 200,
         "the corpus holds at least 200 attacks and 200 benign cases ({a}, {b})"
     );
+    // The targets of issue 4: detection >= 95% overall and >= 90% for every detector; false
+    // positives <= 1% overall.
+    assert!(
+        pct(d, a) >= 95.0,
+        "overall detection {:.1}% is below 95%",
+        pct(d, a)
+    );
+    assert!(
+        pct(f, b) <= 1.0,
+        "overall false positives {:.1}% are above 1%",
+        pct(f, b)
+    );
+    for (name, t) in &tallies {
+        let rate = pct(t.detected, t.attacks);
+        assert!(rate >= 90.0, "{name}: detection {rate:.1}% is below 90%");
+    }
 }
