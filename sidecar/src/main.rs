@@ -29,7 +29,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(args)) {
+    let result = runtime.block_on(run(args));
+    // Do not wait for the blocking thread that reads stdin: when the server exits on its own (or on a
+    // forwarded signal) the client may still hold stdin open, and dropping the runtime would block
+    // until it closes.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
             eprintln!("mcp-guard-proxy: {e:#}");

@@ -377,3 +377,28 @@ fn a_configmap_style_symlink_swap_is_picked_up() {
         "the old rule is gone"
     );
 }
+
+#[test]
+fn sigterm_and_sigint_are_forwarded_and_the_server_code_returned() {
+    for (signal, code) in [
+        (nix::sys::signal::Signal::SIGTERM, 42),
+        (nix::sys::signal::Signal::SIGINT, 43),
+    ] {
+        let script = "trap 'exit 42' TERM; trap 'exit 43' INT; while true; do sleep 0.05; done";
+        let mut p = Peer::proxied(OPEN, &[], &["/bin/sh".into(), "-c".into(), script.into()]);
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(p.child.id() as i32), signal).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = p.child.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the proxy did not exit after {signal}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(code), "{signal}: {}", p.stderr());
+    }
+}
