@@ -24,6 +24,8 @@ pub enum Detector {
     Budget,
     /// The operator's kill switch: deny every `tools/call`.
     KillSwitch,
+    /// The session lifecycle: calls before `initialize` completes.
+    Session,
     /// A value from a taint source in the arguments of a sink tool.
     Taint,
     /// Prompt injection or tool poisoning in a description or a result.
@@ -43,6 +45,7 @@ impl Detector {
             Detector::Risk => "risk",
             Detector::Budget => "budget",
             Detector::KillSwitch => "killSwitch",
+            Detector::Session => "session",
             Detector::Taint => "taint",
             Detector::PromptInjection => "promptInjection",
             Detector::RugPull => "rugPull",
@@ -159,6 +162,14 @@ impl Decision {
             });
             self.verdict = Verdict::from(action);
         }
+        self
+    }
+
+    /// Adds a finding, keeping the verdict and the combined risk consistent.
+    pub fn with_finding(mut self, f: Finding) -> Self {
+        self.verdict = self.verdict.max(Verdict::from(f.action));
+        self.risk = 1.0 - (1.0 - self.risk) * (1.0 - f.risk.clamp(0.0, 1.0));
+        self.findings.insert(0, f);
         self
     }
 

@@ -25,7 +25,7 @@ use crate::decision::{Decision, Verdict};
 use crate::engine::Engine;
 use crate::jsonrpc::{self, Envelope, Frame, Kind, ToolCallParams, code};
 use crate::metrics::{CallLabels, FindingLabels, Metrics};
-use crate::session::{CallInFlight, MAX_PENDING, Pending, SessionState};
+use crate::session::{CallInFlight, MAX_PENDING, Pending, Phase, SessionState};
 use crate::summary::Summary;
 
 /// Longest argument text kept in an audit record.
@@ -232,8 +232,10 @@ impl Guard {
             session
                 .asks
                 .observe_initialize(env.params.map(RawValue::get));
+            session.phase = Phase::Initializing;
         }
         let pending = match method {
+            "initialize" => Pending::Initialize,
             "tools/call" => return self.tools_call(session, env, id, raw, started),
             "tools/list" => Pending::ToolsList {
                 first_page: !env.params.is_some_and(|p| p.get().contains("\"cursor\"")),
@@ -270,6 +272,10 @@ impl Guard {
             session.declared.as_ref(),
             now,
         );
+        let decision = match lifecycle_finding(session) {
+            Some(f) => decision.with_finding(f),
+            None => decision,
+        };
         let (decision, mode) = self.apply_kill_switch(decision, mode);
         self.count_decision(&params.name, &decision, mode);
         // The redacted copy is for the audit log and for the question a user may be asked.
@@ -598,6 +604,12 @@ impl Guard {
                 replacement
             }
             Pending::ToolsCall(call) => self.call_answered(session, id, env, *call),
+            Pending::Initialize => {
+                if env.result.is_some() && session.phase == Phase::Initializing {
+                    session.phase = Phase::Ready;
+                }
+                None
+            }
             Pending::Other => None,
         }
     }
@@ -762,6 +774,20 @@ impl Guard {
             }))
             .collect()
     }
+}
+
+/// A call outside the session's ready phase, where the transport tracks the lifecycle.
+fn lifecycle_finding(session: &SessionState) -> Option<crate::decision::Finding> {
+    if !session.enforce_lifecycle || session.phase == Phase::Ready {
+        return None;
+    }
+    Some(crate::decision::Finding {
+        detector: crate::decision::Detector::Session,
+        rule: "session.notInitialized".into(),
+        action: mcp_guard_policy::Action::Block,
+        risk: mcp_guard_policy::Action::Block.default_risk(),
+        reason: "the session has not completed initialize".into(),
+    })
 }
 
 fn track(session: &mut SessionState, id: &str, pending: Pending) {

@@ -22,6 +22,25 @@ pub struct SessionState {
     pub detect: DetectState,
     /// Calls held while the user is asked (MCP elicitation), and recent approvals.
     pub asks: crate::ask::Asks,
+    /// Where the session is in its lifecycle.
+    pub phase: Phase,
+    /// Refuse `tools/call` outside [`Phase::Ready`]. On where the transport sees the whole session on
+    /// this state (stdio, legacy SSE). Off for Streamable HTTP: its initialize runs before the session
+    /// id exists, stateless requests have none, and an ended session must reach the server, whose 404
+    /// tells the client to start a new one (a proxy-made error would hide it).
+    pub enforce_lifecycle: bool,
+}
+
+/// The MCP session lifecycle as the proxy sees it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// No `initialize` yet.
+    #[default]
+    New,
+    /// `initialize` sent, not answered yet.
+    Initializing,
+    /// The server answered `initialize`: calls may flow.
+    Ready,
 }
 
 impl SessionState {
@@ -32,6 +51,8 @@ impl SessionState {
             pending: HashMap::new(),
             detect: DetectState::default(),
             asks: crate::ask::Asks::default(),
+            phase: Phase::New,
+            enforce_lifecycle: false,
         }
     }
 }
@@ -43,6 +64,8 @@ pub enum Pending {
     ToolsList { first_page: bool },
     /// A forwarded `tools/call`, with what its audit record needs once the answer arrives.
     ToolsCall(Box<CallInFlight>),
+    /// `initialize`: its answer makes the session ready.
+    Initialize,
     /// Any other request: remembered so that it can be failed if the server goes away.
     Other,
 }

@@ -439,7 +439,16 @@ async fn legacy_absolute_endpoints_are_made_relative_and_blocked_calls_answer_on
     let err: Value = serde_json::from_str(data).unwrap();
     assert_eq!(err["id"], 7);
     assert_eq!(err["error"]["code"], -32600);
-    assert_eq!(err["error"]["data"]["rule"], "tools.deny");
+    // This scripted session never initializes, so the lifecycle rule decides; the policy's deny
+    // matched too.
+    assert_eq!(err["error"]["data"]["rule"], "session.notInitialized");
+    let rules: Vec<&str> = err["error"]["data"]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["rule"].as_str().unwrap())
+        .collect();
+    assert_eq!(rules, ["session.notInitialized", "tools.deny"]);
     assert_eq!(fake.seen().len(), 1, "only the GET reached the upstream");
 }
 

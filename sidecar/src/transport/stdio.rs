@@ -83,8 +83,10 @@ where
 
     guard.metrics.active_sessions.inc();
     let mut state = SessionState::new(format!("stdio-{}", std::process::id()));
-    // stdio can send the client an elicitation request while a call waits.
+    // stdio can send the client an elicitation request while a call waits, and sees the whole
+    // session, so it enforces the lifecycle.
     state.asks.transport_can_ask = true;
+    state.enforce_lifecycle = true;
     let session = Arc::new(Mutex::new(state));
     let client_out: Shared<W> = Arc::new(tokio::sync::Mutex::new(client_out));
 

@@ -138,7 +138,10 @@ impl Sessions {
         endpoint: &str,
         session_id: &str,
     ) -> (State, mpsc::Receiver<String>, LegacyRegistration) {
-        let state = Arc::new(Mutex::new(SessionState::new(session_id)));
+        // A legacy session's initialize runs on this state, so its lifecycle is enforced.
+        let mut session = SessionState::new(session_id);
+        session.enforce_lifecycle = true;
+        let state = Arc::new(Mutex::new(session));
         let (tx, rx) = mpsc::channel(LEGACY_QUEUE);
         let legacy = Legacy {
             state: state.clone(),
