@@ -9,7 +9,7 @@
 //! # Kinds
 //!
 //! The [`InjectionKind`]s and what triggers them (the catalogue is in `catalogue.rs`, the context
-//! checks in `checks.rs` and `structure.rs`):
+//! checks in the files listed under [Files](#files)):
 //!
 //! * **instructionOverride**: "ignore (all) previous instructions", "disregard the above", "forget
 //!   everything you were told", "these instructions supersede…", "you are now DAN / in developer
@@ -125,19 +125,45 @@
 //! and long whitespace runs, and allocates nothing. Only the patterns the set reports run on their
 //! own, and their checks look at bounded windows around each match; containers (comments, hidden
 //! elements, blocks) are skipped once judged, so scanning is linear in the input size.
+//!
+//! [`RegexSet`]: regex::RegexSet
+//!
+//! # Files
+//!
+//! * `injection.rs` (this file): the public API ([`scan`], [`is_suspicious`], [`strip`], the
+//!   finding types) and the merging of overlapping candidates.
+//! * `catalogue.rs`: the trigger patterns and which check each one needs.
+//! * `pipeline.rs`: the compiled catalogue, JSON-escape handling, the candidate sink and the
+//!   per-pattern scan loop.
+//! * `text.rs`: sentence and line spans, character boundaries, excerpts.
+//! * `checks.rs`: dispatches a match to its context check; the checks by kind are in
+//!   `instructions.rs` (overrides, text addressed to the model, fake turns, imperatives),
+//!   `shadowing.rs` (other tools), `exfiltration.rs` (URLs and addresses), `credentials.rs`
+//!   (sensitive reads and credential transfers), and, for structure, `invisible.rs` (invisible
+//!   characters), `hidden.rs` (hidden blocks, comments and elements), `ansi.rs` (terminal
+//!   escapes), `urls.rs` (URLs that carry data) and `byte_pass.rs` (base64 blobs and text pushed
+//!   out of view).
 
-use std::ops::{ControlFlow, Range};
-use std::sync::LazyLock;
+use std::ops::Range;
 
-use regex::{Regex, RegexSet, RegexSetBuilder};
+use pipeline::{Sink, has_json_escapes, run, unescaped};
+use text::{ceil_char, floor_char};
 
-use catalogue::{CATALOGUE, Check, Phase, SpanRule, Spec};
-
+mod ansi;
+mod byte_pass;
 mod catalogue;
 mod checks;
-mod structure;
+mod credentials;
+mod exfiltration;
+mod hidden;
+mod instructions;
+mod invisible;
+mod pipeline;
+mod shadowing;
 #[cfg(test)]
 mod tests;
+mod text;
+mod urls;
 
 /// What a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -321,219 +347,19 @@ pub fn strip(text: &str, findings: &[InjectionFinding]) -> String {
 /// Whether `c` is an invisible character that [`strip`] removes everywhere (tag characters,
 /// zero-width spaces and word joiners, U+FEFF, bidi controls).
 pub fn is_invisible_char(c: char) -> bool {
-    structure::always_invisible(c)
+    invisible::always_invisible(c)
 }
 
 /// Appends `s` without the always-removed invisible characters.
 fn push_visible(out: &mut String, s: &str) {
-    if !s.chars().any(structure::always_invisible) {
+    if !s.chars().any(invisible::always_invisible) {
         out.push_str(s);
         return;
     }
-    out.extend(s.chars().filter(|c| !structure::always_invisible(*c)));
+    out.extend(s.chars().filter(|c| !invisible::always_invisible(*c)));
 }
 
-// === Pipeline ===
-
-/// A finding before overlaps are resolved.
-#[derive(Debug, Clone)]
-struct Candidate {
-    kind: InjectionKind,
-    span: Range<usize>,
-    reason: String,
-}
-
-/// Where candidates go: collected, or only the first one (then the scan stops).
-#[derive(Debug)]
-struct Sink {
-    found: Vec<Candidate>,
-    first_only: bool,
-    /// `found[..sorted]` are the content findings, sorted by start (set before the container
-    /// phase, which appends after them).
-    sorted: usize,
-}
-
-impl Sink {
-    fn emit(&mut self, kind: InjectionKind, span: Range<usize>, reason: String) -> ControlFlow<()> {
-        self.found.push(Candidate { kind, span, reason });
-        if self.first_only {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    }
-
-    /// Sorts the content findings, before the container phase.
-    fn sort_content(&mut self) {
-        self.found.sort_by_key(|c| c.span.start);
-        self.sorted = self.found.len();
-    }
-
-    /// The kind of the first content finding that starts within `range`, if any.
-    fn starts_within(&self, range: &Range<usize>) -> Option<InjectionKind> {
-        let content = &self.found[..self.sorted];
-        let i = content.partition_point(|c| c.span.start < range.start);
-        content
-            .get(i)
-            .filter(|c| c.span.start < range.end)
-            .map(|c| c.kind)
-    }
-}
-
-/// The compiled catalogue.
-#[derive(Debug)]
-struct Compiled {
-    set: RegexSet,
-    regexes: Vec<Regex>,
-}
-
-/// Rewrites `\b` into an ASCII word boundary: the lazy DFA handles those on any input, and
-/// patterns that start with a word keep their literal prefilter.
-fn ascii_boundaries(pattern: &str) -> String {
-    pattern.replace(r"\b", r"(?-u:\b)")
-}
-
-/// Whether `text` has JSON string escapes (`\n`, `\r`, `\t`, `\"`): tool results are often JSON
-/// documents whose strings keep them (`"body": "Thanks!\n\nIgnore previous instructions…"`),
-/// which glues words together (`nIgnore`) for word boundaries.
-fn has_json_escapes(text: &str) -> bool {
-    let b = text.as_bytes();
-    memchr::memchr_iter(b'\\', b).any(|i| matches!(b.get(i + 1), Some(b'n' | b'r' | b't' | b'"')))
-}
-
-/// A copy of `text` of the same length, with each JSON escape turned into the character it
-/// stands for plus a space (`\n` → newline, space; `\"` → space, quote), so that every offset and
-/// character boundary is the same as in `text`.
-fn unescaped(text: &str) -> String {
-    let mut b = text.as_bytes().to_vec();
-    let mut i = 0;
-    while i + 1 < b.len() {
-        if b[i] == b'\\' {
-            let pair: Option<[u8; 2]> = match b[i + 1] {
-                b'n' => Some(*b"\n "),
-                b'r' => Some(*b"\r "),
-                b't' => Some(*b"\t "),
-                b'"' => Some(*b" \""),
-                // An escaped backslash stays as it is.
-                b'\\' => Some(*b"\\\\"),
-                _ => None,
-            };
-            if let Some(pair) = pair {
-                b[i] = pair[0];
-                b[i + 1] = pair[1];
-                i += 2;
-                continue;
-            }
-        }
-        i += 1;
-    }
-    // Only ASCII bytes were replaced by ASCII bytes, so the copy is still UTF-8.
-    String::from_utf8(b).unwrap_or_else(|_| text.to_owned())
-}
-
-/// Capacity of the trigger set's lazy DFA cache (bytes, per thread that scans).
-const DFA_CACHE: usize = 8 << 20;
-
-static COMPILED: LazyLock<Compiled> = LazyLock::new(|| {
-    let sources: Vec<String> = CATALOGUE
-        .iter()
-        .map(|s| ascii_boundaries(s.regex))
-        .collect();
-    // The set's lazy DFA needs more room than the default (2 MiB) to keep its states across
-    // texts; with less it rebuilds them on every text and runs ten times slower.
-    let set = RegexSetBuilder::new(&sources)
-        .dfa_size_limit(DFA_CACHE)
-        .build()
-        .expect("the injection patterns compile into one set");
-    let regexes = sources
-        .iter()
-        .map(|s| Regex::new(s).expect("every injection pattern compiles"))
-        .collect();
-    Compiled { set, regexes }
-});
-
-/// Runs the scan, sending candidates to `sink`; breaks after the first when `sink.first_only`.
-fn run(text: &str, ctx: &ScanContext<'_>, sink: &mut Sink) -> ControlFlow<()> {
-    let compiled = &*COMPILED;
-    let mut containers = false;
-    if compiled.set.is_match(text) {
-        let matches = compiled.set.matches(text);
-        for i in matches.iter() {
-            let spec = &CATALOGUE[i];
-            if spec.phase == Phase::Container {
-                containers = true;
-                continue;
-            }
-            scan_spec(spec, &compiled.regexes[i], text, ctx, sink)?;
-        }
-        // Base64 blobs and whitespace runs need no pattern.
-        let runs = structure::byte_pass(text, sink)?;
-        if containers || !runs.is_empty() {
-            sink.sort_content();
-            for i in matches.iter() {
-                let spec = &CATALOGUE[i];
-                if spec.phase == Phase::Container {
-                    scan_spec(spec, &compiled.regexes[i], text, ctx, sink)?;
-                }
-            }
-            structure::scroll_out(text, &runs, sink)?;
-        }
-        return ControlFlow::Continue(());
-    }
-    let runs = structure::byte_pass(text, sink)?;
-    if !runs.is_empty() {
-        sink.sort_content();
-        structure::scroll_out(text, &runs, sink)?;
-    }
-    ControlFlow::Continue(())
-}
-
-/// Finds every match of one pattern, checks its context, and emits the findings. The search
-/// always moves forward, so the loop is linear.
-fn scan_spec(
-    spec: &Spec,
-    regex: &Regex,
-    text: &str,
-    ctx: &ScanContext<'_>,
-    sink: &mut Sink,
-) -> ControlFlow<()> {
-    let mut pos = 0;
-    while pos < text.len() {
-        let Some(caps) = regex.captures_at(text, pos) else {
-            break;
-        };
-        let Some(whole) = caps.get(0) else {
-            break;
-        };
-        let m = whole.range();
-        let mut resume = if spec.check == Check::Invisible {
-            // Judge a run of invisible characters once, as a whole.
-            structure::invisible_run_end(text, m.start)
-        } else {
-            m.end
-        };
-        if resume <= pos {
-            resume = next_char(text, pos);
-        }
-        // Containers that are not findings still let the search skip their content.
-        let mut skip = 0;
-        if let Some(hit) = checks::check(spec, text, &caps, ctx, sink, &mut skip) {
-            let span = match spec.span {
-                SpanRule::Match => hit.span,
-                SpanRule::Sentence => sentence(text, &hit.span),
-                SpanRule::Line => line(text, &hit.span),
-            };
-            resume = resume.max(hit.resume);
-            let reason = match hit.detail {
-                Some(detail) => format!("{}: {detail}", spec.what),
-                None => format!("{}: {}", spec.what, excerpt(text, &m)),
-            };
-            sink.emit(spec.kind, span, reason)?;
-        }
-        pos = resume.max(skip);
-    }
-    ControlFlow::Continue(())
-}
+// === Checks and merging ===
 
 /// What a check found: the span to report (before the spec's span rule) and an optional detail
 /// replacing the default excerpt.
@@ -543,6 +369,14 @@ struct Hit {
     detail: Option<String>,
     /// Where the next search may start (containers skip their content).
     resume: usize,
+}
+
+/// A finding before overlaps are resolved.
+#[derive(Debug, Clone)]
+struct Candidate {
+    kind: InjectionKind,
+    span: Range<usize>,
+    reason: String,
 }
 
 /// Sorts candidates by start and merges overlapping ones into one finding of the most specific
@@ -606,191 +440,4 @@ fn resolve(mut found: Vec<Candidate>) -> Vec<InjectionFinding> {
             }
         })
         .collect()
-}
-
-// === Text helpers ===
-
-/// How far a sentence span may extend on each side of its trigger (bytes).
-const SENTENCE_REACH: usize = 400;
-
-/// The sentence around `range`: from the previous sentence boundary to the next, each at most
-/// [`SENTENCE_REACH`] bytes away. Boundaries are `.`, `!` or `?` followed by white space, a blank
-/// line, a line break before a list item or after a line ending in `:`, `.` or a tag, and tags.
-fn sentence(text: &str, range: &Range<usize>) -> Range<usize> {
-    sentence_start(text, range.start)..sentence_end(text, range.end).max(range.end)
-}
-
-fn sentence_start(text: &str, pos: usize) -> usize {
-    let b = text.as_bytes();
-    let lo = pos.saturating_sub(SENTENCE_REACH);
-    let mut i = pos;
-    while i > lo {
-        let c = b[i - 1];
-        let prev = if i >= 2 { b[i - 2] } else { b'\n' };
-        if b[..i].ends_with(b"<!--") {
-            break;
-        }
-        let boundary = match c {
-            b'\n' => {
-                // The last byte before this line break that is not a space or tab.
-                let prev = b[lo..i - 1]
-                    .iter()
-                    .rev()
-                    .find(|c| **c != b' ' && **c != b'\t')
-                    .copied()
-                    .unwrap_or(b'\n');
-                matches!(prev, b'\n' | b'.' | b'!' | b'?' | b':' | b'>' | b'\r')
-                    || list_item(&b[i..])
-            }
-            b' ' | b'\t' => matches!(prev, b'.' | b'!' | b'?'),
-            b'>' => true,
-            _ => false,
-        };
-        if boundary {
-            break;
-        }
-        i -= 1;
-    }
-    if i == lo && lo > 0 {
-        // No boundary within reach: start at the next white space, to avoid cutting a word.
-        i = b[lo..pos]
-            .iter()
-            .position(u8::is_ascii_whitespace)
-            .map_or(pos, |p| lo + p + 1);
-    }
-    let mut i = ceil_char(text, i.min(pos));
-    while i < pos && b[i].is_ascii_whitespace() {
-        i += 1;
-    }
-    i
-}
-
-fn sentence_end(text: &str, pos: usize) -> usize {
-    let b = text.as_bytes();
-    let hi = (pos + SENTENCE_REACH).min(b.len());
-    let mut i = pos;
-    while i < hi {
-        match b[i] {
-            b'.' | b'!' | b'?' if i + 1 >= b.len() || b[i + 1].is_ascii_whitespace() => {
-                return i + 1;
-            }
-            b'\n' => {
-                // The next byte that is not a space or tab.
-                let next = b[i + 1..hi]
-                    .iter()
-                    .find(|c| **c != b' ' && **c != b'\t')
-                    .copied()
-                    .unwrap_or(b'\n');
-                if next == b'\n' || next == b'<' || next == b'\r' || list_item(&b[i + 1..]) {
-                    return i;
-                }
-            }
-            b'<' if i > pos => return i,
-            b'-' if b[i..].starts_with(b"-->") => return i,
-            _ => {}
-        }
-        i += 1;
-    }
-    if hi < b.len() {
-        // No boundary within reach: end at the last white space, to avoid cutting a word.
-        return b[pos..hi]
-            .iter()
-            .rposition(u8::is_ascii_whitespace)
-            .map_or(floor_char(text, hi), |p| pos + p);
-    }
-    hi
-}
-
-/// Whether a line starts with a list marker (`-`, `*`, `•`, `1.`, `1)`), after indentation.
-fn list_item(rest: &[u8]) -> bool {
-    let rest = trim_ascii_start(rest);
-    match rest.first() {
-        Some(b'-' | b'*' | b'+') => rest.get(1).is_some_and(|c| *c == b' '),
-        Some(c) if c.is_ascii_digit() => {
-            let digits = rest.iter().take_while(|c| c.is_ascii_digit()).count();
-            matches!(rest.get(digits), Some(b'.' | b')'))
-                && rest.get(digits + 1).is_some_and(|c| *c == b' ')
-        }
-        _ => rest.starts_with("•".as_bytes()),
-    }
-}
-
-fn trim_ascii_start(b: &[u8]) -> &[u8] {
-    let n = b.iter().take_while(|c| **c == b' ' || **c == b'\t').count();
-    &b[n..]
-}
-
-/// The whole line(s) around `range`, without the line break.
-fn line(text: &str, range: &Range<usize>) -> Range<usize> {
-    let start = memchr::memrchr(b'\n', &text.as_bytes()[..range.start]).map_or(0, |p| p + 1);
-    let end =
-        memchr::memchr(b'\n', &text.as_bytes()[range.end..]).map_or(text.len(), |p| range.end + p);
-    start..end
-}
-
-/// The byte offset of the character after the one at `pos` (or one past the end).
-fn next_char(text: &str, pos: usize) -> usize {
-    text[pos..]
-        .chars()
-        .next()
-        .map_or(pos + 1, |c| pos + c.len_utf8())
-}
-
-/// The largest character boundary ≤ `pos`.
-fn floor_char(text: &str, mut pos: usize) -> usize {
-    pos = pos.min(text.len());
-    while !text.is_char_boundary(pos) {
-        pos -= 1;
-    }
-    pos
-}
-
-/// The smallest character boundary ≥ `pos`.
-fn ceil_char(text: &str, mut pos: usize) -> usize {
-    pos = pos.min(text.len());
-    while !text.is_char_boundary(pos) {
-        pos += 1;
-    }
-    pos
-}
-
-/// Longest excerpt quoted in a reason (characters).
-const EXCERPT_CHARS: usize = 80;
-
-/// A short, printable excerpt of `text[range]` in backquotes: white space collapsed, control and
-/// invisible characters escaped, cut at [`EXCERPT_CHARS`].
-fn excerpt(text: &str, range: &Range<usize>) -> String {
-    let s = text.get(range.clone()).unwrap_or_default();
-    let mut out = String::with_capacity(s.len().min(EXCERPT_CHARS * 2) + 4);
-    out.push('`');
-    let mut n = 0;
-    let mut space = false;
-    for c in s.chars() {
-        if n >= EXCERPT_CHARS {
-            out.push('…');
-            break;
-        }
-        if c.is_whitespace() {
-            if !space && n > 0 {
-                out.push(' ');
-                n += 1;
-            }
-            space = true;
-            continue;
-        }
-        space = false;
-        if c.is_control() || structure::is_invisible(c) {
-            out.push_str(&format!("\\u{{{:X}}}", u32::from(c)));
-        } else if c == '`' {
-            out.push('\'');
-        } else {
-            out.push(c);
-        }
-        n += 1;
-    }
-    while out.ends_with(' ') {
-        out.pop();
-    }
-    out.push('`');
-    out
 }

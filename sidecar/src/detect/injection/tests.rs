@@ -53,7 +53,7 @@ fn check_spans(text: &str, found: &[InjectionFinding]) {
         assert!(
             !f.reason
                 .chars()
-                .any(|c| c.is_control() || structure::is_invisible(c)),
+                .any(|c| c.is_control() || invisible::is_invisible(c)),
             "reason is not sanitised: {:?}",
             f.reason
         );
