@@ -150,7 +150,10 @@ risk: {blockAbove: 0.6}
 fn calls_before_initialize_completes_are_refused() {
     let mut p = Peer::proxied("{}\n", &[], &everything());
     // No initialize yet: refused by the proxy, whatever the server would do.
-    assert_blocked(&p.call("echo", json!({"message": "too early"})), "session.notInitialized");
+    assert_blocked(
+        &p.call("echo", json!({"message": "too early"})),
+        "session.notInitialized",
+    );
     p.initialize();
     assert!(p.call("echo", json!({"message": "now"}))["result"].is_object());
 }
