@@ -63,9 +63,9 @@ pub enum Answer {
 pub struct Asks {
     /// The client declared `capabilities.elicitation` at initialize.
     pub client_can_elicit: bool,
-    /// The transport can send the client a request while a call waits (stdio can; the HTTP transport
-    /// cannot yet: there the request belongs on an SSE stream opened for the POST). Without it the
-    /// fallback applies.
+    /// The transport can send the client a request while a call waits (stdio can, and Streamable
+    /// HTTP sessions, on an SSE stream opened for the POST; the HTTP transport's shared no-session
+    /// state and legacy HTTP+SSE cannot). Without it the fallback applies.
     pub transport_can_ask: bool,
     held: HashMap<String, HeldCall>,
     approvals: Vec<Approval>,
@@ -168,6 +168,16 @@ impl Asks {
         late.into_iter()
             .filter_map(|k| self.held.remove(&k))
             .collect()
+    }
+
+    /// Removes the held call whose client request id (raw JSON text) is `call_id`.
+    pub fn cancel(&mut self, call_id: &str) -> Option<HeldCall> {
+        let key = self
+            .held
+            .iter()
+            .find(|(_, h)| h.id == call_id)
+            .map(|(k, _)| k.clone())?;
+        self.held.remove(&key)
     }
 
     /// Calls still held (when the session ends they are failed).

@@ -166,7 +166,7 @@ impl Guard {
                 }
             }
             Ok(Frame::Single(env)) => {
-                let m = self.client_message(session, &env, text, started);
+                let m = self.client_message(session, &env, text, false, started);
                 Outcome {
                     forward: match m.pass {
                         Pass::Item => Forward::Original,
@@ -181,7 +181,7 @@ impl Guard {
                 let mut replies = Vec::new();
                 let mut changed = false;
                 for (raw, env) in &items {
-                    let m = self.client_message(session, env, raw.get(), started);
+                    let m = self.client_message(session, env, raw.get(), true, started);
                     match m.pass {
                         Pass::Item => forwarded.push(raw.get().to_owned()),
                         Pass::Instead(t) => {
@@ -210,11 +210,15 @@ impl Guard {
     }
 
     /// One message from the client; `raw` is its text (the frame, or the batch item).
+    /// `in_batch`: the message is an item of a batch; such calls are never held for asking (the
+    /// answer to a held call must travel alone, and batches left MCP in 2025-06-18), so they get the
+    /// fallback.
     fn client_message(
         &self,
         session: &mut SessionState,
         env: &Envelope<'_>,
         raw: &str,
+        in_batch: bool,
         started: Instant,
     ) -> MessageOutcome {
         if env.kind() == Kind::Response
@@ -236,7 +240,7 @@ impl Guard {
         }
         let pending = match method {
             "initialize" => Pending::Initialize,
-            "tools/call" => return self.tools_call(session, env, id, raw, started),
+            "tools/call" => return self.tools_call(session, env, id, raw, in_batch, started),
             "tools/list" => Pending::ToolsList {
                 first_page: !env.params.is_some_and(|p| p.get().contains("\"cursor\"")),
             },
@@ -252,6 +256,7 @@ impl Guard {
         env: &Envelope<'_>,
         id: &str,
         raw: &str,
+        in_batch: bool,
         started: Instant,
     ) -> MessageOutcome {
         let params: ToolCallParams = match env.params.map(|p| serde_json::from_str(p.get())) {
@@ -303,7 +308,7 @@ impl Guard {
                 self.record_forwarded(session, &engine, id, call, "ask-approved", now);
                 return MessageOutcome::forward();
             }
-            if policy.ask.via == AskVia::Elicitation && session.asks.can_ask() {
+            if policy.ask.via == AskVia::Elicitation && session.asks.can_ask() && !in_batch {
                 let message = ask_message(&engine, &call);
                 let held = HeldCall {
                     id: id.to_owned(),
@@ -466,6 +471,35 @@ impl Guard {
             }
         }
         (to_client, to_server)
+    }
+
+    /// The held call `call_id` (the client's request id) whose client went away before answering:
+    /// refused and audited as `ask-failed-blocked`; nobody is left to read the error.
+    pub fn abandon_ask(&self, session: &mut SessionState, call_id: &str) {
+        let Some(held) = session.asks.cancel(call_id) else {
+            return;
+        };
+        let engine = self.engine();
+        let mode = self.mode(&engine);
+        let call = CallInFlight {
+            tool: held.tool,
+            args: held.args_text,
+            decision: held.decision,
+            outcome: "",
+            forwarded_at: Instant::now(),
+            decide_us: held.decide_us,
+            taint_source: held.taint_source,
+        };
+        let why = "the client went away before the user answered";
+        self.refuse(
+            session,
+            &engine,
+            mode,
+            &held.id,
+            call,
+            "ask-failed-blocked",
+            Some(why),
+        );
     }
 
     /// With the kill switch on, every call is blocked, in enforce mode whatever the policy's mode.

@@ -168,3 +168,37 @@ fn deeply_nested_arguments_are_refused_not_overflowed() {
             .contains("recursion limit exceeded")
     );
 }
+
+#[test]
+fn calls_in_a_batch_are_never_held_for_asking() {
+    // A held call's answer must travel alone; in a batch the ask falls back (here: block).
+    let spec = parse_spec(json!({
+        "rules": [{"id": "ask-it", "action": "ask", "args": [{"anyString": true, "regex": "deploy"}]}],
+        "ask": {"via": "elicitation", "timeout": "5s", "fallback": "block"}
+    }))
+    .unwrap();
+    let engine = Engine::new(mcp_guard_policy::compile(&spec).unwrap()).unwrap();
+    let g = Guard::new(engine, None, Audit::disabled(), Arc::new(Metrics::new()));
+    let mut s = SessionState::new("s");
+    s.asks.transport_can_ask = true;
+    let init = r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"capabilities":{"elicitation":{}}}}"#;
+    g.client_frame(&mut s, init);
+    let call = |id: u32| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"x","arguments":{{"a":"deploy"}}}}}}"#
+        )
+    };
+    let alone = g.client_frame(&mut s, &call(1));
+    let asked: Value = serde_json::from_str(&alone.reply.unwrap()).unwrap();
+    assert_eq!(
+        asked["method"], "elicitation/create",
+        "a lone call is held and asked"
+    );
+    let batch = g.client_frame(&mut s, &format!("[{}]", call(2)));
+    let reply: Value = serde_json::from_str(&batch.reply.unwrap()).unwrap();
+    assert_eq!(
+        reply["error"]["data"]["rule"], "ask-it",
+        "the batched call falls back: {reply}"
+    );
+    assert_eq!(batch.forward, Forward::Nothing);
+}

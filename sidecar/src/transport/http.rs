@@ -28,9 +28,11 @@
 //!
 //! Files: this one serves connections and routes GET/DELETE/other methods; `post` judges POSTs and
 //! their answers; `stream` is the guarded SSE body, on the incremental parser in `sse`;
-//! `sessions` maps requests to session states; `upstream` is the pooled client and the header
+//! `sessions` maps requests to session states; `ask` holds a call's POST open while the user is
+//! asked by elicitation; `upstream` is the pooled client and the header
 //! rules; `frames` and `respond` are small helpers.
 
+mod ask;
 mod frames;
 mod post;
 mod respond;
@@ -41,7 +43,7 @@ mod upstream;
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
@@ -86,7 +88,8 @@ pub async fn serve_until(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let upstream = Upstream::new(upstream)?;
-    let proxy = Arc::new(Proxy {
+    let proxy = Arc::new_cyclic(|me| Proxy {
+        me: me.clone(),
         upstream_url: upstream.url.as_str().into(),
         sessions: Arc::new(Sessions::new(guard.metrics.clone())),
         upstream,
@@ -170,6 +173,8 @@ async fn connection(proxy: Arc<Proxy>, stream: TcpStream, mut stop: watch::Recei
 
 #[derive(Debug)]
 struct Proxy {
+    /// Itself, for tasks that outlive a request (see `ask`).
+    me: Weak<Proxy>,
     guard: Arc<Guard>,
     upstream: Upstream,
     upstream_url: Arc<str>,

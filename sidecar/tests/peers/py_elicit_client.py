@@ -2,6 +2,7 @@
 proxy's ASK flow. Prints one JSON line per step; the elicitation callback's behaviour comes from argv.
 
 usage: py_elicit_client.py ANSWER COMMAND [ARGS...]     ANSWER: accept | decline | slow
+       py_elicit_client.py ANSWER http://HOST:PORT/mcp   (Streamable HTTP)
 """
 import asyncio
 import json
@@ -9,6 +10,7 @@ import sys
 
 from mcp import ClientSession, StdioServerParameters, types
 from mcp.client.stdio import stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
 ANSWER = sys.argv[1]
 asked = []
@@ -38,9 +40,12 @@ async def call(session, name, args):
 
 
 async def main():
-    params = StdioServerParameters(command=sys.argv[2], args=sys.argv[3:])
-    async with stdio_client(params) as (read, write):
-        async with ClientSession(read, write, elicitation_callback=on_elicit) as session:
+    if sys.argv[2].startswith("http://"):
+        connect = streamable_http_client(sys.argv[2])
+    else:
+        connect = stdio_client(StdioServerParameters(command=sys.argv[2], args=sys.argv[3:]))
+    async with connect as streams:
+        async with ClientSession(streams[0], streams[1], elicitation_callback=on_elicit) as session:
             await session.initialize()
             await session.list_tools()
             out("first", await call(session, "echo", {"message": "deploy to production"}))

@@ -86,7 +86,13 @@ impl Proxy {
             Some(id) => self.sessions.session(id),
             None => (self.sessions.shared(), false),
         };
-        let outcome = judge_client(&self.guard, &state, text);
+        let mut outcome = judge_client(&self.guard, &state, text);
+        if let Some(id) = &session {
+            match self.ask_step(id, &state, &parts, text, outcome) {
+                Ok(resp) => return resp,
+                Err(o) => outcome = o,
+            }
+        }
         let forward = match outcome.forward {
             Forward::Original => bytes,
             Forward::Replaced(r) => Bytes::from(r),
@@ -114,7 +120,8 @@ impl Proxy {
             Some(_) => {}
             None => {
                 if let Some(id) = header_str(resp.headers(), MCP_SESSION_ID) {
-                    self.sessions.session(id);
+                    let (new, _) = self.sessions.session(id);
+                    observe_initialize(&new, &forward);
                 }
             }
         }
@@ -162,7 +169,7 @@ impl Proxy {
 
     /// The upstream's answer to a judged POST (`forward` is what was sent), with the guard's
     /// `reply` (errors of blocked calls in a batch) merged in.
-    async fn answer(
+    pub(super) async fn answer(
         &self,
         resp: Response<Incoming>,
         state: State,
@@ -304,6 +311,21 @@ impl Proxy {
             code::INVALID_REQUEST,
             &message,
         )
+    }
+}
+
+/// A new session's client capabilities, from the `initialize` (judged on the shared state) that
+/// created it.
+fn observe_initialize(state: &State, frame: &[u8]) {
+    let Ok(text) = std::str::from_utf8(frame) else {
+        return;
+    };
+    if let Ok(crate::jsonrpc::Frame::Single(env)) = crate::jsonrpc::parse_frame(text)
+        && env.method.as_deref() == Some("initialize")
+    {
+        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        s.asks
+            .observe_initialize(env.params.map(serde_json::value::RawValue::get));
     }
 }
 

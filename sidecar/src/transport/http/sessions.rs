@@ -17,8 +17,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use hyper::{HeaderMap, Uri};
+use tokio::sync::{mpsc, oneshot};
 
+use super::upstream::Body;
 use crate::metrics::Metrics;
 use crate::session::SessionState;
 
@@ -43,6 +45,20 @@ pub struct Legacy {
     pub to_stream: mpsc::Sender<String>,
 }
 
+/// A held call's POST, waiting for the user's answer (see `ask`): where its answer goes, and the
+/// POST's URI and headers, with which the call is forwarded when released.
+pub struct Waiting {
+    pub to_stream: oneshot::Sender<Body>,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+}
+
+impl std::fmt::Debug for Waiting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Waiting").field("uri", &self.uri).finish()
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     state: State,
@@ -57,6 +73,8 @@ pub struct Sessions {
     /// By every key a POST may name the session with: the endpoint's path and query, and its
     /// session id.
     legacy: Mutex<HashMap<String, Legacy>>,
+    /// Held calls' open POSTs, by session id and the call's request id.
+    waiting: Mutex<HashMap<(String, String), Waiting>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -70,6 +88,7 @@ impl Sessions {
             shared: Arc::new(Mutex::new(SessionState::new(NO_SESSION))),
             streamable: Mutex::new(HashMap::new()),
             legacy: Mutex::new(HashMap::new()),
+            waiting: Mutex::new(HashMap::new()),
         }
     }
 
@@ -85,7 +104,10 @@ impl Sessions {
             entry.last_used = Instant::now();
             return (entry.state.clone(), false);
         }
-        let state = Arc::new(Mutex::new(SessionState::new(id)));
+        // A session's POSTs can carry the proxy's `elicitation/create` on their SSE answer.
+        let mut session = SessionState::new(id);
+        session.asks.transport_can_ask = true;
+        let state = Arc::new(Mutex::new(session));
         map.insert(
             id.to_owned(),
             Entry {
@@ -102,6 +124,21 @@ impl Sessions {
         if lock(&self.streamable).remove(id).is_some() {
             self.metrics.active_sessions.dec();
         }
+    }
+
+    /// Registers the open POST of held call `call_id` in session `session`.
+    pub fn wait(&self, session: &str, call_id: &str, waiting: Waiting) {
+        lock(&self.waiting).insert((session.to_owned(), call_id.to_owned()), waiting);
+    }
+
+    /// The open POST of held call `call_id`, unregistered.
+    pub fn release(&self, session: &str, call_id: &str) -> Option<Waiting> {
+        lock(&self.waiting).remove(&(session.to_owned(), call_id.to_owned()))
+    }
+
+    /// Whether held call `call_id`'s POST is still open and unanswered.
+    pub fn is_waiting(&self, session: &str, call_id: &str) -> bool {
+        lock(&self.waiting).contains_key(&(session.to_owned(), call_id.to_owned()))
     }
 
     /// Forgets the sessions unused for `idle`, except those an open stream or request still holds.
