@@ -363,6 +363,23 @@ impl Guard {
         outcome: &'static str,
         why: Option<&str>,
     ) -> String {
+        self.finish(engine, mode, session, id, &call, outcome, None, None);
+        blocked_response(engine, id, &call.decision, why)
+    }
+
+    /// The end of a call's story: counted in the summary and written to the audit log.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        &self,
+        engine: &Engine,
+        mode: Mode,
+        session: &SessionState,
+        id: &str,
+        call: &CallInFlight,
+        outcome: &'static str,
+        upstream_ms: Option<f64>,
+        result: Option<&Decision>,
+    ) {
         self.summary
             .call(&call.tool, &call.decision, outcome, call.decide_us);
         self.audit.write(&CallRecord::new(
@@ -375,10 +392,9 @@ impl Guard {
             &call.decision,
             outcome,
             call.decide_us,
-            None,
-            None,
+            upstream_ms,
+            result,
         ));
-        blocked_response(engine, id, &call.decision, why)
     }
 
     /// The client's answer to our `elicitation/create`: release, refuse, or fall back.
@@ -409,25 +425,18 @@ impl Guard {
                 Some("the client could not ask the user"),
             ),
         };
-        let call = CallInFlight {
-            tool: held.tool,
-            args: held.args_text,
-            decision: held.decision,
-            outcome,
-            forwarded_at: Instant::now(),
-            decide_us: held.decide_us,
-            taint_source: held.taint_source,
-        };
+        let (mut call, held_id, held_raw) = release(held);
+        call.outcome = outcome;
         if forward {
             let now = self.now_ms();
-            self.record_forwarded(session, &engine, &held.id, call, outcome, now);
+            self.record_forwarded(session, &engine, &held_id, call, outcome, now);
             MessageOutcome {
-                pass: Pass::Instead(held.raw),
+                pass: Pass::Instead(held_raw),
                 reply: None,
             }
         } else {
             MessageOutcome::answer(
-                self.refuse(session, &engine, mode, &held.id, call, outcome, why),
+                self.refuse(session, &engine, mode, &held_id, call, outcome, why),
             )
         }
     }
@@ -444,26 +453,18 @@ impl Guard {
         let mode = self.mode(&engine);
         let ask = engine.policy().ask;
         for held in expired {
-            let call = CallInFlight {
-                tool: held.tool,
-                args: held.args_text,
-                decision: held.decision,
-                outcome: "",
-                forwarded_at: Instant::now(),
-                decide_us: held.decide_us,
-                taint_source: held.taint_source,
-            };
+            let (call, held_id, held_raw) = release(held);
             if ask.fallback == AskFallback::Allow {
                 let now = self.now_ms();
-                self.record_forwarded(session, &engine, &held.id, call, "ask-timeout-allowed", now);
-                to_server.push(held.raw);
+                self.record_forwarded(session, &engine, &held_id, call, "ask-timeout-allowed", now);
+                to_server.push(held_raw);
             } else {
                 let why = format!("nobody answered within {} ms", ask.timeout_ms);
                 to_client.push(self.refuse(
                     session,
                     &engine,
                     mode,
-                    &held.id,
+                    &held_id,
                     call,
                     "ask-timeout-blocked",
                     Some(&why),
@@ -481,21 +482,13 @@ impl Guard {
         };
         let engine = self.engine();
         let mode = self.mode(&engine);
-        let call = CallInFlight {
-            tool: held.tool,
-            args: held.args_text,
-            decision: held.decision,
-            outcome: "",
-            forwarded_at: Instant::now(),
-            decide_us: held.decide_us,
-            taint_source: held.taint_source,
-        };
+        let (call, held_id, _) = release(held);
         let why = "the client went away before the user answered";
         self.refuse(
             session,
             &engine,
             mode,
-            &held.id,
+            &held_id,
             call,
             "ask-failed-blocked",
             Some(why),
@@ -755,21 +748,16 @@ impl Guard {
             (None, true) => "error",
             (None, false) => call.outcome,
         };
-        self.summary
-            .call(&call.tool, &call.decision, outcome, call.decide_us);
-        self.audit.write(&CallRecord::new(
+        self.finish(
             &engine,
             mode,
             session,
             id,
-            &call.tool,
-            &call.args,
-            &call.decision,
+            &call,
             outcome,
-            call.decide_us,
             Some(upstream_ms),
             result_decision.as_ref(),
-        ));
+        );
         replacement
     }
 
@@ -782,32 +770,53 @@ impl Guard {
         ids.into_iter()
             .map(|(id, pending)| {
                 if let Pending::ToolsCall(call) = pending {
-                    self.summary
-                        .call(&call.tool, &call.decision, "server-failed", call.decide_us);
-                    self.audit.write(&CallRecord::new(
+                    self.finish(
                         &engine,
                         mode,
                         session,
                         &id,
-                        &call.tool,
-                        &call.args,
-                        &call.decision,
+                        &call,
                         "server-failed",
-                        call.decide_us,
                         None,
                         None,
-                    ));
+                    );
                 }
                 jsonrpc::error_response(Some(&id), code::INTERNAL_ERROR, reason, None)
             })
             .collect::<Vec<_>>()
             .into_iter()
             .chain(session.asks.drain().into_iter().map(|held| {
+                // Held calls never reached the server: refused and audited like an abandoned ask.
+                let (call, id, _) = release(held);
+                self.finish(
+                    &engine,
+                    mode,
+                    session,
+                    &id,
+                    &call,
+                    "ask-failed-blocked",
+                    None,
+                    None,
+                );
                 let why = "the session ended before the user answered";
-                jsonrpc::error_response(Some(&held.id), code::INTERNAL_ERROR, why, None)
+                jsonrpc::error_response(Some(&id), code::INTERNAL_ERROR, why, None)
             }))
             .collect()
     }
+}
+
+/// The call a held ask stands for, with the client's request id and the request as sent.
+fn release(held: HeldCall) -> (CallInFlight, String, String) {
+    let call = CallInFlight {
+        tool: held.tool,
+        args: held.args_text,
+        decision: held.decision,
+        outcome: "",
+        forwarded_at: Instant::now(),
+        decide_us: held.decide_us,
+        taint_source: held.taint_source,
+    };
+    (call, held.id, held.raw)
 }
 
 /// A call outside the session's ready phase, where the transport tracks the lifecycle.
