@@ -29,7 +29,7 @@ fn run(answer: &str, policy: &str) -> serde_json::Map<String, Value> {
         .arg(&policy_path)
         .arg("--")
         .args(everything());
-    steps(&mut client)
+    common::client_steps(&mut client)
 }
 
 fn free_port() -> u16 {
@@ -98,7 +98,7 @@ fn run_http(answer: &str, policy: &str) -> (serde_json::Map<String, Value>, Vec<
         .arg(peer_file("py_elicit_client.py"))
         .arg(answer)
         .arg(format!("http://127.0.0.1:{port}/mcp"));
-    let steps = steps(&mut client);
+    let steps = common::client_steps(&mut client);
     drop(proxy);
     let records = std::fs::read_to_string(&audit)
         .unwrap_or_default()
@@ -106,24 +106,6 @@ fn run_http(answer: &str, policy: &str) -> (serde_json::Map<String, Value>, Vec<
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
     (steps, records)
-}
-
-/// Runs a client; its steps by name.
-fn steps(client: &mut Command) -> serde_json::Map<String, Value> {
-    let out = client.output().unwrap();
-    assert!(
-        out.status.success(),
-        "client failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            (v["step"].as_str().unwrap().to_owned(), v["value"].clone())
-        })
-        .collect()
 }
 
 #[test]

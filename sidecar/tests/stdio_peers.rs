@@ -12,25 +12,9 @@ use serde_json::{Value, json};
 
 /// Runs the Python client against `server_cmd`; returns its steps as a map.
 fn python_session(server_cmd: &[String]) -> serde_json::Map<String, Value> {
-    let venv = py_venv();
-    let out = Command::new(venv.join("bin/python"))
-        .arg(peer_file("py_client.py"))
-        .args(server_cmd)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python client failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).unwrap();
-            (v["step"].as_str().unwrap().to_owned(), v["value"].clone())
-        })
-        .collect()
+    let mut client = Command::new(py_venv().join("bin/python"));
+    client.arg(peer_file("py_client.py")).args(server_cmd);
+    common::client_steps(&mut client)
 }
 
 fn python_server() -> Vec<String> {

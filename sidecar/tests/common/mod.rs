@@ -64,6 +64,24 @@ pub fn proxy_bin() -> &'static str {
     env!("CARGO_BIN_EXE_mcp-guard-proxy")
 }
 
+/// Runs a test client that prints one `{"step": ..., "value": ...}` line per step; its steps by name.
+pub fn client_steps(client: &mut Command) -> serde_json::Map<String, Value> {
+    let out = client.output().unwrap();
+    assert!(
+        out.status.success(),
+        "client failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (v["step"].as_str().unwrap().to_owned(), v["value"].clone())
+        })
+        .collect()
+}
+
 /// server-everything over stdio.
 pub fn everything() -> Vec<String> {
     vec![
