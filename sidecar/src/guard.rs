@@ -143,18 +143,12 @@ impl Guard {
     /// Processes one frame from the client.
     pub fn client_frame(&self, session: &mut SessionState, text: &str) -> Outcome {
         let started = Instant::now();
-        self.metrics
-            .messages
-            .get_or_create(&Metrics::direction("client_to_server"))
-            .inc();
+        self.metrics.frames.client_to_server.inc();
         self.summary.message_in();
         session.detect.usage.bytes_in += text.len() as u64;
         let outcome = match jsonrpc::parse_frame(text) {
             Err(e) => {
-                self.metrics
-                    .malformed
-                    .get_or_create(&Metrics::direction("client_to_server"))
-                    .inc();
+                self.metrics.frames.malformed_client_to_server.inc();
                 Outcome {
                     forward: Forward::Nothing,
                     reply: Some(jsonrpc::error_response(
@@ -516,10 +510,7 @@ impl Guard {
     }
 
     fn invalid_call(&self, id: &str, message: &str) -> MessageOutcome {
-        self.metrics
-            .malformed
-            .get_or_create(&Metrics::direction("client_to_server"))
-            .inc();
+        self.metrics.frames.malformed_client_to_server.inc();
         MessageOutcome::answer(jsonrpc::error_response(Some(id), -32602, message, None))
     }
 
@@ -558,17 +549,11 @@ impl Guard {
         text: &str,
     ) -> Result<Outcome, jsonrpc::FrameError> {
         let started = Instant::now();
-        self.metrics
-            .messages
-            .get_or_create(&Metrics::direction("server_to_client"))
-            .inc();
+        self.metrics.frames.server_to_client.inc();
         self.summary.message_out();
         session.detect.usage.bytes_out += text.len() as u64;
         let frame = jsonrpc::parse_frame(text).inspect_err(|_| {
-            self.metrics
-                .malformed
-                .get_or_create(&Metrics::direction("server_to_client"))
-                .inc();
+            self.metrics.frames.malformed_server_to_client.inc();
         })?;
         let outcome = match frame {
             Frame::Single(env) => match self.server_message(session, &env) {

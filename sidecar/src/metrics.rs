@@ -36,6 +36,35 @@ pub struct DirectionLabels {
     pub direction: String,
 }
 
+/// Counters of one family per direction, shared with the family (same series).
+#[derive(Debug, Clone)]
+pub struct DirectionCounters {
+    pub client_to_server: Counter,
+    pub server_to_client: Counter,
+    pub malformed_client_to_server: Counter,
+    pub malformed_server_to_client: Counter,
+}
+
+impl DirectionCounters {
+    fn resolve(
+        messages: &Family<DirectionLabels, Counter>,
+        malformed: &Family<DirectionLabels, Counter>,
+    ) -> Self {
+        let get = |f: &Family<DirectionLabels, Counter>, d: &str| {
+            f.get_or_create(&DirectionLabels {
+                direction: d.to_owned(),
+            })
+            .clone()
+        };
+        Self {
+            client_to_server: get(messages, "client_to_server"),
+            server_to_client: get(messages, "server_to_client"),
+            malformed_client_to_server: get(malformed, "client_to_server"),
+            malformed_server_to_client: get(malformed, "server_to_client"),
+        }
+    }
+}
+
 /// Most distinct tool names used as label values; further names count as `other`, so a client
 /// inventing tool names cannot grow the metrics without bound.
 pub const MAX_TOOL_LABELS: usize = 256;
@@ -52,6 +81,9 @@ pub struct Metrics {
     pub reloads: Family<ResultLabels, Counter>,
     pub messages: Family<DirectionLabels, Counter>,
     pub malformed: Family<DirectionLabels, Counter>,
+    /// The per-direction series of `messages` and `malformed`, resolved once: every frame counts
+    /// into one of them, so the hot path does no label lookup.
+    pub frames: DirectionCounters,
     /// Taint fingerprints evicted to keep sessions within `taint.maxFingerprints`.
     pub taint_evictions: Counter,
     /// Tainted values only partly fingerprinted (over 1 MiB, or over half the fingerprint budget).
@@ -128,6 +160,7 @@ impl Metrics {
             added_latency,
             active_sessions,
             reloads,
+            frames: DirectionCounters::resolve(&messages, &malformed),
             messages,
             malformed,
             tool_labels: Mutex::new(HashSet::new()),
@@ -145,12 +178,6 @@ impl Metrics {
             return tool.to_owned();
         }
         "other".to_owned()
-    }
-
-    pub fn direction(d: &str) -> DirectionLabels {
-        DirectionLabels {
-            direction: d.to_owned(),
-        }
     }
 
     /// The metrics in Prometheus text format.
