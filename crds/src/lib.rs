@@ -5,6 +5,7 @@
 //! `crdgen` writes the CRD YAML into `crds/` and the Helm chart; a test fails when either is stale.
 #![forbid(unsafe_code)]
 
+pub mod names;
 mod status;
 
 use kube::CustomResource;

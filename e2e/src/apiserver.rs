@@ -11,6 +11,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
@@ -67,6 +69,18 @@ impl ApiServer {
         &self.kubeconfig
     }
 
+    /// `kubectl` (from PATH) pointed at this server with the admin kubeconfig.
+    pub fn kubectl(&self) -> Command {
+        let mut cmd = Command::new("kubectl");
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig);
+        cmd
+    }
+
+    /// Installs the generated McpGuardPolicy CRD and waits until it is Established.
+    pub async fn install_crd(&self) -> Result<()> {
+        install_crd(&self.client().await?).await
+    }
+
     /// A client with admin rights.
     pub async fn client(&self) -> Result<Client> {
         let kc = Kubeconfig::read_from(&self.kubeconfig)?;
@@ -101,7 +115,8 @@ fn run_script(script: &Path, args: &[&Path], env: &[(&str, String)]) -> Result<S
     Ok(stdout.lines().last().unwrap_or_default().trim().to_owned())
 }
 
-fn free_port() -> Result<u16> {
+/// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
+pub fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
@@ -116,4 +131,33 @@ fn free_port_pair() -> Result<u16> {
         }
     }
     bail!("no two adjacent free ports on 127.0.0.1")
+}
+
+/// Creates the generated McpGuardPolicy CRD (`crds/mcpguardpolicy.yaml`) and waits until it is
+/// Established (the schema is structural and the API serves it).
+pub async fn install_crd(client: &Client) -> Result<()> {
+    let text = std::fs::read_to_string(crate::workspace_root().join("crds/mcpguardpolicy.yaml"))?;
+    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)?;
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    api.create(&PostParams::default(), &crd)
+        .await
+        .context("the API server refused the generated CRD")?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = api.get("mcpguardpolicies.mcpguard.io").await?;
+        let conditions = got.status.and_then(|s| s.conditions).unwrap_or_default();
+        if conditions
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+        {
+            return Ok(());
+        }
+        if let Some(c) = conditions.iter().find(|c| c.type_ == "NonStructuralSchema") {
+            bail!("the CRD schema is not structural: {:?}", c.message);
+        }
+        if Instant::now() > deadline {
+            bail!("CRD not Established after 30s: {conditions:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -12,36 +12,9 @@ use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
 use kube::{Client, Resource};
 use mcp_guard_crds::{McpGuardPolicy, McpGuardPolicyStatus, ready_condition};
-use mcp_guard_e2e::apiserver::ApiServer;
+use mcp_guard_e2e::apiserver::{ApiServer, install_crd};
 use mcp_guard_e2e::workspace_root;
 use serde_json::json;
-
-async fn install_crd(client: &Client) -> Result<()> {
-    let text = std::fs::read_to_string(workspace_root().join("crds/mcpguardpolicy.yaml"))?;
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text)?;
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    api.create(&PostParams::default(), &crd)
-        .await
-        .context("the API server refused the generated CRD")?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = api.get("mcpguardpolicies.mcpguard.io").await?;
-        let conditions = got.status.and_then(|s| s.conditions).unwrap_or_default();
-        if conditions
-            .iter()
-            .any(|c| c.type_ == "Established" && c.status == "True")
-        {
-            return Ok(());
-        }
-        if let Some(c) = conditions.iter().find(|c| c.type_ == "NonStructuralSchema") {
-            bail!("the CRD schema is not structural: {:?}", c.message);
-        }
-        if Instant::now() > deadline {
-            bail!("CRD not Established after 30s: {conditions:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// Every policy users are offered: the library and the contract.
 fn shipped_policies() -> Result<Vec<(String, McpGuardPolicy)>> {
