@@ -135,6 +135,13 @@ fn error_policy(obj: Arc<DynamicObject>, err: &Error, ctx: Arc<Context>) -> Acti
     };
     let delay = backoff(attempt);
     tracing::warn!(policy = %key, error = %err, attempt, retry_in = ?delay, "reconcile failed");
+    // The first failure in a row is an Event on the policy (later ones are in the log and metrics).
+    if attempt == 1 {
+        let note = format!("{err}; retrying with backoff");
+        tokio::spawn(async move {
+            publish(&ctx, &obj, EventType::Warning, "ReconcileFailed", note).await;
+        });
+    }
     Action::requeue(delay)
 }
 
