@@ -3,14 +3,11 @@
 //! applies, keeps status separate, and refuses schema-invalid policies with the field path.
 #![allow(clippy::unwrap_used)] // in tests, a panic is the failure report
 
-use std::time::{Duration, Instant};
-
-use anyhow::{Context, Result, bail};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use anyhow::{Context, Result};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
-use kube::{Client, Resource};
+use kube::Resource;
 use mcp_guard_crds::{McpGuardPolicy, McpGuardPolicyStatus, ready_condition};
 use mcp_guard_e2e::apiserver::{ApiServer, install_crd};
 use mcp_guard_e2e::workspace_root;
