@@ -14,6 +14,7 @@ pub mod decision;
 pub mod detect;
 pub mod engine;
 pub mod guard;
+pub mod install;
 pub mod jsonrpc;
 pub mod killswitch;
 pub mod metrics;

@@ -23,6 +23,9 @@
 //! fail the transport or leave the request waiting until its timeout. Requests carrying no JSON-RPC
 //! request (GET, DELETE, notifications) get a `502` with a JSON-RPC error body.
 //!
+//! With `--listen ADDR -- COMMAND` the upstream is the stdio bridge ([`super::bridge`]) on a loopback
+//! port, reached with its secret header ([`Upstream::with_header`]).
+//!
 //! Each client connection is its own hyper task: a bad connection affects nobody else. On SIGINT or
 //! SIGTERM the proxy stops accepting, gives in-flight requests [`SHUTDOWN_GRACE`], and returns.
 //!
@@ -60,8 +63,9 @@ use crate::guard::Guard;
 use respond::{MCP_SESSION_ID, boxed, header_str, is_sse, passthrough};
 use sessions::{SESSION_IDLE, Sessions, State};
 use stream::{GuardedSse, LegacyWatch};
+use upstream::Body;
+pub use upstream::Upstream;
 pub use upstream::strip_hop_by_hop;
-use upstream::{Body, Upstream};
 
 /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -79,6 +83,16 @@ pub async fn serve(
     serve_until(listener, upstream, guard, max_message, shutdown_signal()).await
 }
 
+/// [`serve`] to an [`Upstream`] already set up (e.g. the stdio bridge, with its secret header).
+pub async fn serve_upstream(
+    listener: TcpListener,
+    upstream: Upstream,
+    guard: Arc<Guard>,
+    max_message: usize,
+) -> anyhow::Result<()> {
+    serve_upstream_until(listener, upstream, guard, max_message, shutdown_signal()).await
+}
+
 /// [`serve`] until `shutdown` completes.
 pub async fn serve_until(
     listener: TcpListener,
@@ -88,6 +102,17 @@ pub async fn serve_until(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let upstream = Upstream::new(upstream)?;
+    serve_upstream_until(listener, upstream, guard, max_message, shutdown).await
+}
+
+/// [`serve_upstream`] until `shutdown` completes.
+pub async fn serve_upstream_until(
+    listener: TcpListener,
+    upstream: Upstream,
+    guard: Arc<Guard>,
+    max_message: usize,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let proxy = Arc::new_cyclic(|me| Proxy {
         me: me.clone(),
         upstream_url: upstream.url.as_str().into(),

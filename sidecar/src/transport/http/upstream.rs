@@ -37,6 +37,8 @@ pub struct Upstream {
     authority: Authority,
     /// The URL as configured, for messages.
     pub url: String,
+    /// A header set on every request (the stdio bridge's secret), replacing any the client sent.
+    extra: Option<(HeaderName, HeaderValue)>,
 }
 
 impl Upstream {
@@ -63,7 +65,14 @@ impl Upstream {
             scheme: scheme.clone(),
             authority: authority.clone(),
             url: url.to_owned(),
+            extra: None,
         })
+    }
+
+    /// Sets `name: value` on every request sent upstream (a client's own `name` is replaced).
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.extra = Some((name, value));
+        self
     }
 
     pub fn authority(&self) -> &Authority {
@@ -92,6 +101,9 @@ impl Upstream {
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
         );
+        if let Some((name, value)) = &self.extra {
+            headers.insert(name.clone(), value.clone());
+        }
         self.client.request(req).await
     }
 }
