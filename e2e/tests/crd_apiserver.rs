@@ -5,9 +5,9 @@
 
 use anyhow::{Context, Result};
 use k8s_openapi::jiff::Timestamp;
+use kube::Resource;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::ApiResource;
-use kube::Resource;
 use mcp_guard_crds::{McpGuardPolicy, McpGuardPolicyStatus, ready_condition};
 use mcp_guard_e2e::apiserver::{ApiServer, install_crd};
 use mcp_guard_e2e::workspace_root;
