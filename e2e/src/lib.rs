@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod apiserver;
+pub mod helm;
 
 use std::path::PathBuf;
 
