@@ -243,6 +243,15 @@ impl Answer {
             .map(|d| serde_json::from_str(d).unwrap())
             .collect()
     }
+
+    /// The response to request `id` (an SSE stream may also carry the server's notifications, e.g.
+    /// server-everything's `notifications/tools/list_changed` right after initialize).
+    fn response(&self, id: i64) -> Value {
+        self.messages()
+            .into_iter()
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("no response to id {id} in {}", self.body))
+    }
 }
 
 /// Sends one request and returns its head and a reader positioned at the body.
@@ -491,7 +500,7 @@ fn sessions_answer_as_json_or_sse_and_end_with_delete() {
         Some("text/event-stream")
     );
     assert_eq!(
-        sse.messages()[0]["result"]["content"][0]["text"],
+        sse.response(1)["result"]["content"][0]["text"],
         "The sum of 1 and 2 is 3."
     );
     let plain = call(
