@@ -2,17 +2,27 @@
 #
 # Everything tests download or build (the kube-apiserver built from Debian's sources, later npm/PyPI
 # peers and the guest kernel) lives in $(MCP_GUARD_CACHE), outside the clone, keyed by version: the
-# first `make test` on a machine builds it (~6 min), later runs take seconds.
+# first `make test` on a machine builds it (~6 min, plus ~5 min for the static agent the QEMU kernel tests
+# boot, see docs/kernel-tests.md), later runs take seconds.
 
 CARGO ?= cargo
 export MCP_GUARD_CACHE ?= $(HOME)/.cache/mcp-guard
 
-.PHONY: help build test gen check-generated fmt fmt-check lint check-policies apiserver peers demo bench corpus check-corpus clean
+.PHONY: help bpf-tools build test gen check-generated fmt fmt-check lint check-policies apiserver peers kernel test-kernel demo bench corpus check-corpus clean
 
 help: ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
 
-build: ## Build every crate and binary.
+bpf-tools: ## Install the BPF toolchain (clang-19, libbpf-dev, bpftool) when clang-19 is missing.
+	@if command -v clang-19 >/dev/null 2>&1 && [ -f /usr/include/bpf/bpf_helpers.h ] && command -v bpftool >/dev/null 2>&1; then \
+	  echo "bpf-tools: clang-19, libbpf-dev and bpftool are installed"; \
+	else \
+	  echo "bpf-tools: apt-get install -y --no-install-recommends clang-19 libbpf-dev bpftool"; \
+	  apt-get install -y --no-install-recommends clang-19 libbpf-dev bpftool \
+	    || { apt-get update && apt-get install -y --no-install-recommends clang-19 libbpf-dev bpftool; }; \
+	fi
+
+build: bpf-tools ## Build every crate and binary.
 	$(CARGO) build --workspace --all-targets --locked
 
 gen: ## Regenerate committed artifacts (the CRD in crds/ and in the Helm chart).
@@ -27,7 +37,7 @@ fmt: ## Format the code.
 fmt-check: ## Fail on unformatted code.
 	$(CARGO) fmt --all -- --check
 
-lint: ## clippy with warnings as errors.
+lint: bpf-tools ## clippy with warnings as errors.
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
 check-policies: ## Check every library policy with the shipped checker.
@@ -39,10 +49,18 @@ apiserver: ## Build (once, cached) the real kube-apiserver + etcd the e2e tests 
 peers: ## Install (once, cached) the real MCP servers from npm that the tests and the demo run.
 	@e2e/harness/npm-peers.sh >/dev/null
 
+kernel: ## Build (once, cached) the QEMU guest for the kernel tests: Debian's kernel, the static agent, initramfs.
+	@node-agent/harness/kernel-build.sh >/dev/null
+
+test-kernel: kernel ## The agent in a QEMU guest with BPF LSM: files, exec, network, events, probe (docs/kernel-tests.md).
+	$(CARGO) test --locked -p mcp-guard-agent --test kernel_qemu -- --nocapture
+
 check-corpus: ## Validate the corpus files (format, session rules, secret markers).
 	@python3 sidecar/tests/corpus/validate.py >/dev/null
 
-test: fmt-check lint check-generated check-policies check-corpus apiserver peers ## Everything CI runs.
+# The kernel tests (test-kernel) run inside `cargo test --workspace` (node-agent/tests/kernel_qemu.rs);
+# the `kernel` prerequisite installs QEMU and busybox-static when missing and builds the guest first.
+test: bpf-tools fmt-check lint check-generated check-policies check-corpus apiserver peers kernel ## Everything CI runs.
 	$(CARGO) test --workspace --locked
 
 demo: ## The proxy in front of a real MCP server with a library policy: allowed and blocked calls (no cluster).

@@ -1,0 +1,382 @@
+//! Kubernetes mode: keeps the kernel in step with the guarded pods of this node and their policies.
+//!
+//! * Pods: one watch, field selector `spec.nodeName=<node>`, label `mcpguard.io/guarded=true`.
+//! * Policies: for each `(namespace, mcpguard.io/policy)` the pods name, one watch of the ConfigMap
+//!   `mcp-guard-policy-<name>` in that namespace (field selector on its name), started when the first
+//!   pod names it and stopped when the last one goes. Key `policy.json` is a `CompiledPolicy`; an
+//!   invalid one keeps the last good rules.
+//! * Every change recomputes the desired state ([`state::NodeState`]) and applies the difference
+//!   through the [`Enforcer`] ([`Reconciler`]); pods leaving and ConfigMaps changing act both ways.
+//!   Containers whose cgroup is not there yet (pods starting) and failed map updates are retried
+//!   every `retry_interval`; every `resync_interval` all cgroups are looked up afresh.
+//! * Nothing is touched before the first full pod list, and cgroups of a policy whose ConfigMap is
+//!   not listed yet are left as they are, so a restarted agent adopts pinned state without a gap.
+//! * Kernel events from `events` are enriched with their pod and delivered to the [`EventSink`].
+//! * At start, the capability report is logged, recorded in metrics and, when something is missing,
+//!   published as a Warning Event (`events.k8s.io/v1`) on the Node.
+//!
+//! RBAC: `pods` list/watch, `configmaps` list/watch (namespaces of guarded pods),
+//! `events.k8s.io` `events` create/patch. The DaemonSet needs `hostPID` (paths resolve under
+//! `/proc/<pid>/root`) and the host's cgroup v2 mount.
+
+pub mod pod;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use mcp_guard_crds::names::{LABEL_GUARDED, config_map_name};
+use tokio::sync::mpsc;
+
+use crate::cgroup::{HostCgroupFs, Layout};
+use crate::metrics::Metrics;
+use crate::model::{Enforcer, KernelEvent};
+use crate::otlp::EventSink;
+use crate::probe::{NodeEvent, Report};
+use crate::rules::HostResolver;
+use crate::slots::{PolicyRef, Reconciler};
+use pod::{PodInfo, load_policy};
+use state::{NodeState, PolicyState, Summary};
+
+/// The name the agent reports Events under.
+pub const REPORTER: &str = "mcp-guard-agent";
+
+/// How the agent runs in Kubernetes.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// This node (`spec.nodeName`; from the downward API's `NODE_NAME`).
+    pub node_name: String,
+    /// The cgroup v2 mount and the kubelet's cgroup root.
+    pub layout: Layout,
+    /// The host's `/proc`.
+    pub proc_root: PathBuf,
+    /// The capability probe's decision.
+    pub report: Report,
+    /// How often pending containers and failed updates are retried.
+    pub retry_interval: Duration,
+    /// How often every cgroup is looked up afresh.
+    pub resync_interval: Duration,
+}
+
+impl Config {
+    pub fn new(node_name: impl Into<String>, layout: Layout, report: Report) -> Self {
+        Self {
+            node_name: node_name.into(),
+            layout,
+            proc_root: PathBuf::from("/proc"),
+            report,
+            retry_interval: Duration::from_secs(2),
+            resync_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A ConfigMap watch; aborted when dropped.
+#[derive(Debug)]
+struct PolicyWatch(tokio::task::JoinHandle<()>);
+
+impl Drop for PolicyWatch {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What a ConfigMap watch reports: the ConfigMap, or `None` when there is none.
+type PolicyUpdate = (PolicyRef, Option<ConfigMap>);
+
+/// Runs Kubernetes mode until `shutdown` resolves. Returns an error only when the pod watch ends.
+pub async fn run<E: Enforcer>(
+    client: Client,
+    config: Config,
+    mut enforcer: E,
+    events: impl Stream<Item = KernelEvent> + Unpin + Send,
+    sink: EventSink,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    config.report.log();
+    config.report.record(&metrics);
+    if let Some(event) = &config.report.event
+        && let Err(e) = publish_node_event(&client, &config.node_name, event).await
+    {
+        tracing::warn!(error = %e, "could not publish the capability Event on the Node");
+    }
+
+    let selector = watcher::Config::default()
+        .fields(&format!("spec.nodeName={}", config.node_name))
+        .labels(&format!("{LABEL_GUARDED}=true"));
+    let mut pods = watcher::watcher(Api::<Pod>::all(client.clone()), selector)
+        .default_backoff()
+        .boxed();
+    let (cm_tx, mut cm_rx) = mpsc::unbounded_channel::<PolicyUpdate>();
+    let mut watches: BTreeMap<PolicyRef, PolicyWatch> = BTreeMap::new();
+    let mut state = NodeState::new(
+        config.layout.clone(),
+        config.proc_root.clone(),
+        config.report.enforcement,
+    );
+    let mut reconciler = Reconciler::new();
+    let mut listing: Option<Vec<PodInfo>> = None;
+    let (mut synced, mut dirty, mut retry) = (false, false, false);
+    let mut events = events.fuse();
+    let mut tick = tokio::time::interval(config.retry_interval);
+    let mut resync = tokio::time::interval(config.resync_interval);
+    tokio::pin!(shutdown);
+
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            ev = pods.next() => match ev {
+                Some(Ok(Event::Init)) => listing = Some(Vec::new()),
+                Some(Ok(Event::InitApply(p))) => {
+                    listing.get_or_insert_default().extend(PodInfo::from_pod(&p));
+                }
+                Some(Ok(Event::InitDone)) => {
+                    state.replace_pods(listing.take().unwrap_or_default());
+                    (synced, dirty) = (true, true);
+                }
+                Some(Ok(Event::Apply(p))) => {
+                    if let Some(info) = PodInfo::from_pod(&p) {
+                        state.upsert_pod(info);
+                    }
+                    dirty = true;
+                }
+                Some(Ok(Event::Delete(p))) => {
+                    if let (Some(ns), Some(name)) = (&p.metadata.namespace, &p.metadata.name) {
+                        state.remove_pod(ns, name);
+                    }
+                    dirty = true;
+                }
+                Some(Err(e)) => tracing::warn!(error = %e, "pod watch failed; retrying"),
+                None => anyhow::bail!("the pod watch ended"),
+            },
+            Some((policy, cm)) = cm_rx.recv() => {
+                dirty |= policy_changed(&mut state, &metrics, policy, cm.as_ref());
+            }
+            Some(ev) = events.next() => sink.deliver(&ev, state.owner(ev.cgroup_id)),
+            _ = tick.tick() => dirty |= retry,
+            _ = resync.tick() => {
+                state.forget_cgroups();
+                dirty = true;
+            }
+        }
+        let wanted = state.wanted_policies();
+        watches.retain(|p, _| wanted.contains(p));
+        state.retain_policies(&wanted);
+        for policy in wanted {
+            if let std::collections::btree_map::Entry::Vacant(slot) = watches.entry(policy) {
+                let policy = slot.key().clone();
+                state.set_policy(policy.clone(), PolicyState::Pending);
+                slot.insert(PolicyWatch(watch_policy(
+                    client.clone(),
+                    policy,
+                    cm_tx.clone(),
+                )));
+                dirty = true;
+            }
+        }
+        if dirty && synced {
+            dirty = false;
+            retry = reconcile(&mut state, &mut reconciler, &mut enforcer, &metrics);
+            metrics.set_ready(true);
+        }
+    }
+    Ok(())
+}
+
+/// Applies a ConfigMap update; whether anything changed.
+fn policy_changed(
+    state: &mut NodeState,
+    metrics: &Metrics,
+    policy: PolicyRef,
+    cm: Option<&ConfigMap>,
+) -> bool {
+    let next = match cm.map(load_policy) {
+        None => {
+            if state.policy(&policy) != Some(&PolicyState::Missing) {
+                tracing::warn!(%policy, "guarded pods name a policy that has no ConfigMap");
+                metrics.policy_error("missing");
+            }
+            PolicyState::Missing
+        }
+        Some(Ok(loaded)) => {
+            tracing::info!(%policy, sha256 = loaded.sha256.as_deref().unwrap_or("-"), "policy loaded");
+            PolicyState::Loaded(loaded)
+        }
+        Some(Err(e)) => {
+            tracing::warn!(%policy, error = %e, "invalid policy ConfigMap; keeping the last good rules");
+            metrics.policy_error("invalid");
+            return false;
+        }
+    };
+    if state.policy(&policy) == Some(&next) {
+        return false;
+    }
+    state.set_policy(policy, next);
+    true
+}
+
+/// One reconcile with the real filesystem; whether a retry is needed.
+fn reconcile<E: Enforcer>(
+    state: &mut NodeState,
+    reconciler: &mut Reconciler,
+    enforcer: &mut E,
+    metrics: &Metrics,
+) -> bool {
+    let current = match Reconciler::current(enforcer) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the guarded cgroups; retrying");
+            metrics.map_update_error("read_guarded");
+            return true;
+        }
+    };
+    let (desired, summary) = state.desired(&HostCgroupFs, &HostResolver, &current);
+    report(&summary);
+    let outcome = reconciler.reconcile(enforcer, &desired);
+    for f in &outcome.failures {
+        tracing::warn!(op = ?f.op, error = %f.error, "kernel map update failed; retrying");
+        metrics.map_update_error(f.label());
+    }
+    if !outcome.applied.is_empty() {
+        tracing::info!(
+            updates = outcome.applied.len(),
+            guarded = desired.cgroups.len(),
+            "kernel state updated"
+        );
+    }
+    if let Some(n) = outcome.guarded {
+        metrics.set_guarded_cgroups(n);
+    }
+    metrics.set_policies(desired.rules.len());
+    metrics.set_pods(state.pod_count());
+    metrics.set_pending_containers(summary.pending.len());
+    metrics.set_skipped_paths(summary.skipped.len());
+    !summary.pending.is_empty() || !outcome.failures.is_empty()
+}
+
+fn report(summary: &Summary) {
+    for c in &summary.pending {
+        tracing::debug!(container = %c, "container cgroup not found yet; retrying");
+    }
+    for e in &summary.errors {
+        tracing::warn!("cannot guard container {e}");
+    }
+    for s in &summary.skipped {
+        tracing::debug!(path = %s.path, root = %s.root.display(), error = %s.error, "denied path not present; skipped");
+    }
+    for e in &summary.exhausted {
+        tracing::error!("{e}");
+    }
+}
+
+/// Watches one policy's ConfigMap, sending each state (and `None` when it does not exist).
+fn watch_policy(
+    client: Client,
+    policy: PolicyRef,
+    tx: mpsc::UnboundedSender<PolicyUpdate>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let api = Api::<ConfigMap>::namespaced(client, &policy.namespace);
+        let selector = watcher::Config::default()
+            .fields(&format!("metadata.name={}", config_map_name(&policy.name)));
+        let mut stream = watcher::watcher(api, selector).default_backoff().boxed();
+        let mut listed: Option<ConfigMap> = None;
+        while let Some(ev) = stream.next().await {
+            let update = match ev {
+                Ok(Event::Init) => {
+                    listed = None;
+                    continue;
+                }
+                Ok(Event::InitApply(cm)) => {
+                    listed = Some(cm);
+                    continue;
+                }
+                Ok(Event::InitDone) => listed.take(),
+                Ok(Event::Apply(cm)) => Some(cm),
+                Ok(Event::Delete(_)) => None,
+                Err(e) => {
+                    tracing::warn!(%policy, error = %e, "ConfigMap watch failed; retrying");
+                    continue;
+                }
+            };
+            if tx.send((policy.clone(), update)).is_err() {
+                break;
+            }
+        }
+    })
+}
+
+/// Publishes a Warning Event on the Node (kubelet convention: the Node's UID is its name).
+///
+/// The [`Recorder`] writes Events about cluster-scoped objects into `default`, which API servers
+/// before 1.22 refuse for `events.k8s.io/v1` ("involvedObject.namespace ... does not match"); they
+/// accept only `kube-system`. On that refusal the Event is created in `kube-system` instead, which
+/// every version accepts and `kubectl describe node` finds as well.
+pub async fn publish_node_event(
+    client: &Client,
+    node_name: &str,
+    event: &NodeEvent,
+) -> Result<(), kube::Error> {
+    let reporter = Reporter {
+        controller: REPORTER.to_owned(),
+        instance: Some(node_name.to_owned()),
+    };
+    let reference = ObjectReference {
+        api_version: Some("v1".to_owned()),
+        kind: Some("Node".to_owned()),
+        name: Some(node_name.to_owned()),
+        uid: Some(node_name.to_owned()),
+        ..ObjectReference::default()
+    };
+    let ev = KubeEvent {
+        type_: EventType::Warning,
+        reason: event.reason.to_owned(),
+        note: Some(event.note.clone()),
+        action: "ProbeKernel".to_owned(),
+        secondary: None,
+    };
+    match Recorder::new(client.clone(), reporter)
+        .publish(&ev, &reference)
+        .await
+    {
+        Err(kube::Error::Api(status)) if status.code == 422 => {
+            let now = k8s_openapi::jiff::Timestamp::now();
+            let fallback = k8s_openapi::api::events::v1::Event {
+                metadata: kube::api::ObjectMeta {
+                    name: Some(format!("{node_name}.{:x}", now.as_nanosecond())),
+                    namespace: Some("kube-system".to_owned()),
+                    ..Default::default()
+                },
+                event_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(
+                    now,
+                )),
+                type_: Some("Warning".to_owned()),
+                reason: Some(ev.reason),
+                note: ev.note,
+                action: Some(ev.action),
+                regarding: Some(reference),
+                reporting_controller: Some(REPORTER.to_owned()),
+                reporting_instance: Some(node_name.to_owned()),
+                ..Default::default()
+            };
+            Api::namespaced(client.clone(), "kube-system")
+                .create(&kube::api::PostParams::default(), &fallback)
+                .await
+                .map(|_| ())
+        }
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests;

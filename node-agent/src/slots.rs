@@ -1,0 +1,302 @@
+//! Policy slots and the desired-state reconciler.
+//!
+//! Each policy in use on the node (namespace/name) holds one [`Slot`] while at least one pod refers
+//! to it; freed slots are reused, lowest first. The [`Reconciler`] moves the kernel from what it
+//! holds ([`Enforcer::guarded`], and the rules this process installed) to a [`Desired`] state with
+//! the fewest calls, ordered so that no process is ever governed by the wrong rules:
+//!
+//! 1. unguard cgroups that are no longer wanted;
+//! 2. install rules that are new or changed (a reused slot gets its new rules here);
+//! 3. guard cgroups that are new or move to another slot (after their slot's rules are in place);
+//! 4. clear the rules of slots no cgroup uses any more.
+//!
+//! Every failed call is reported and left for the next reconcile to retry; a cgroup whose slot's
+//! rules could not be installed is not guarded by it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use crate::model::{EnforceError, Enforcer, MAX_SLOTS, Slot, SlotRules};
+
+/// A policy: the namespace and name of its `McpGuardPolicy` (and ConfigMap).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PolicyRef {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl PolicyRef {
+    pub fn new(namespace: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for PolicyRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Every slot is taken.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("all {max} policy slots are in use; {policy} cannot be enforced on this node")]
+pub struct SlotsExhausted {
+    pub policy: String,
+    pub max: Slot,
+}
+
+/// Hands out slots to policies.
+#[derive(Debug, Clone)]
+pub struct SlotAllocator {
+    slots: BTreeMap<PolicyRef, Slot>,
+    taken: BTreeSet<Slot>,
+    max: Slot,
+}
+
+impl Default for SlotAllocator {
+    fn default() -> Self {
+        Self::with_capacity(MAX_SLOTS)
+    }
+}
+
+impl SlotAllocator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An allocator of slots `0..max`.
+    pub fn with_capacity(max: Slot) -> Self {
+        Self {
+            slots: BTreeMap::new(),
+            taken: BTreeSet::new(),
+            max,
+        }
+    }
+
+    pub fn get(&self, policy: &PolicyRef) -> Option<Slot> {
+        self.slots.get(policy).copied()
+    }
+
+    /// The policy's slot, allocating one if it has none: `hint` when it is free (the slot its
+    /// cgroups already carry in the kernel, e.g. after a restart), else the lowest free slot.
+    pub fn allocate(
+        &mut self,
+        policy: &PolicyRef,
+        hint: Option<Slot>,
+    ) -> Result<Slot, SlotsExhausted> {
+        if let Some(slot) = self.get(policy) {
+            return Ok(slot);
+        }
+        let slot = hint
+            .filter(|h| *h < self.max && !self.taken.contains(h))
+            .or_else(|| (0..self.max).find(|s| !self.taken.contains(s)))
+            .ok_or_else(|| SlotsExhausted {
+                policy: policy.to_string(),
+                max: self.max,
+            })?;
+        self.taken.insert(slot);
+        self.slots.insert(policy.clone(), slot);
+        Ok(slot)
+    }
+
+    /// Frees the policy's slot for reuse.
+    pub fn release(&mut self, policy: &PolicyRef) -> Option<Slot> {
+        let slot = self.slots.remove(policy)?;
+        self.taken.remove(&slot);
+        Some(slot)
+    }
+
+    /// Frees the slots of every policy `keep` rejects.
+    pub fn retain(&mut self, mut keep: impl FnMut(&PolicyRef) -> bool) {
+        let gone: Vec<PolicyRef> = self.slots.keys().filter(|p| !keep(p)).cloned().collect();
+        for p in gone {
+            self.release(&p);
+        }
+    }
+
+    /// The policies holding a slot.
+    pub fn iter(&self) -> impl Iterator<Item = (&PolicyRef, Slot)> {
+        self.slots.iter().map(|(p, s)| (p, *s))
+    }
+}
+
+/// What the kernel should hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    /// Guarded cgroups and their slots.
+    pub cgroups: BTreeMap<u64, Slot>,
+    /// The rules of every slot a guarded cgroup uses.
+    pub rules: BTreeMap<Slot, SlotRules>,
+    /// Cgroups to leave exactly as they are (their policy is not loaded yet, e.g. just after a
+    /// restart): neither unguarded nor moved, and their slots are not cleared.
+    pub keep: BTreeSet<u64>,
+}
+
+/// One call to the [`Enforcer`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Unguard(u64),
+    SetRules(Slot, SlotRules),
+    Guard(u64, Slot),
+    ClearRules(Slot),
+}
+
+impl Op {
+    /// A bounded label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Op::Unguard(_) => "unguard",
+            Op::SetRules(..) => "set_rules",
+            Op::Guard(..) => "guard",
+            Op::ClearRules(_) => "clear_rules",
+        }
+    }
+}
+
+/// The calls that move the kernel from `current` (guarded cgroups) and `installed` (rules this
+/// process wrote) to `desired`, in a safe order.
+pub fn plan(
+    current: &BTreeMap<u64, Slot>,
+    installed: &BTreeMap<Slot, SlotRules>,
+    desired: &Desired,
+) -> Vec<Op> {
+    let mut ops = Vec::new();
+    for &cg in current.keys() {
+        if !desired.cgroups.contains_key(&cg) && !desired.keep.contains(&cg) {
+            ops.push(Op::Unguard(cg));
+        }
+    }
+    for (&slot, rules) in &desired.rules {
+        if installed.get(&slot) != Some(rules) {
+            ops.push(Op::SetRules(slot, rules.clone()));
+        }
+    }
+    for (&cg, &slot) in &desired.cgroups {
+        if current.get(&cg) != Some(&slot) && !desired.keep.contains(&cg) {
+            ops.push(Op::Guard(cg, slot));
+        }
+    }
+    let kept: BTreeSet<Slot> = desired
+        .keep
+        .iter()
+        .filter_map(|cg| current.get(cg).copied())
+        .collect();
+    let stale: BTreeSet<Slot> = installed
+        .keys()
+        .copied()
+        .chain(current.values().copied())
+        .filter(|s| !desired.rules.contains_key(s) && !kept.contains(s))
+        .collect();
+    ops.extend(stale.into_iter().map(Op::ClearRules));
+    ops
+}
+
+/// A call that failed.
+#[derive(Debug)]
+pub struct Failure {
+    /// The call, or `None` when reading the guarded cgroups failed.
+    pub op: Option<Op>,
+    pub error: EnforceError,
+}
+
+impl Failure {
+    /// A bounded label for metrics.
+    pub fn label(&self) -> &'static str {
+        self.op.as_ref().map_or("read_guarded", Op::label)
+    }
+}
+
+/// What one reconcile did.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Calls that succeeded.
+    pub applied: Vec<Op>,
+    pub failures: Vec<Failure>,
+    /// Cgroups guarded once the calls are done (`None` when they could not be read).
+    pub guarded: Option<usize>,
+}
+
+/// Keeps an [`Enforcer`] in step with a desired state. Remembers the rules it installed, since the
+/// enforcer only reports the guarded cgroups (after a restart, every slot's rules are written once).
+#[derive(Debug, Default)]
+pub struct Reconciler {
+    installed: BTreeMap<Slot, SlotRules>,
+}
+
+impl Reconciler {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The slots whose rules this process installed.
+    pub fn installed(&self) -> &BTreeMap<Slot, SlotRules> {
+        &self.installed
+    }
+
+    /// The cgroups the enforcer guards now.
+    pub fn current<E: Enforcer + ?Sized>(
+        enforcer: &E,
+    ) -> Result<BTreeMap<u64, Slot>, EnforceError> {
+        Ok(enforcer.guarded()?.into_iter().collect())
+    }
+
+    /// Applies the plan from the enforcer's current state to `desired`.
+    pub fn reconcile<E: Enforcer + ?Sized>(
+        &mut self,
+        enforcer: &mut E,
+        desired: &Desired,
+    ) -> Outcome {
+        let mut current = match Self::current(enforcer) {
+            Ok(c) => c,
+            Err(error) => {
+                return Outcome {
+                    failures: vec![Failure { op: None, error }],
+                    ..Outcome::default()
+                };
+            }
+        };
+        let mut outcome = Outcome::default();
+        let mut unusable: BTreeSet<Slot> = BTreeSet::new();
+        for op in plan(&current, &self.installed, desired) {
+            let result = match &op {
+                Op::Unguard(cg) => enforcer.unguard(*cg).map(|()| {
+                    current.remove(cg);
+                }),
+                Op::SetRules(slot, rules) => match enforcer.set_rules(*slot, rules) {
+                    Ok(()) => {
+                        self.installed.insert(*slot, rules.clone());
+                        Ok(())
+                    }
+                    Err(e) => {
+                        unusable.insert(*slot);
+                        Err(e)
+                    }
+                },
+                Op::Guard(_, slot) if unusable.contains(slot) => continue,
+                Op::Guard(cg, slot) => enforcer.guard(*cg, *slot).map(|()| {
+                    current.insert(*cg, *slot);
+                }),
+                Op::ClearRules(slot) => enforcer.clear_rules(*slot).map(|()| {
+                    self.installed.remove(slot);
+                }),
+            };
+            match result {
+                Ok(()) => outcome.applied.push(op),
+                Err(error) => outcome.failures.push(Failure {
+                    op: Some(op),
+                    error,
+                }),
+            }
+        }
+        outcome.guarded = Some(current.len());
+        outcome
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fake;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,210 @@
+#![allow(clippy::unwrap_used)]
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::fake::RecordingEnforcer;
+use super::*;
+use crate::model::{Slot, SlotRules};
+
+fn rules(port: u16) -> SlotRules {
+    SlotRules {
+        deny_ports: vec![port],
+        ..SlotRules::default()
+    }
+}
+
+fn desired(cgroups: &[(u64, Slot)], slot_rules: &[(Slot, SlotRules)]) -> Desired {
+    Desired {
+        cgroups: cgroups.iter().copied().collect(),
+        rules: slot_rules.iter().cloned().collect(),
+        keep: BTreeSet::new(),
+    }
+}
+
+#[test]
+fn slots_are_allocated_lowest_first_reused_and_bounded() {
+    let (a, b, c) = (
+        PolicyRef::new("ns", "a"),
+        PolicyRef::new("ns", "b"),
+        PolicyRef::new("other", "a"),
+    );
+    let mut slots = SlotAllocator::with_capacity(2);
+    assert_eq!(slots.allocate(&a, None).unwrap(), 0);
+    assert_eq!(slots.allocate(&b, None).unwrap(), 1);
+    assert_eq!(slots.allocate(&a, Some(1)).unwrap(), 0, "a keeps its slot");
+    let err = slots.allocate(&c, None).unwrap_err();
+    assert_eq!(err.max, 2);
+    assert!(err.to_string().contains("other/a"), "{err}");
+    assert_eq!(slots.release(&a), Some(0));
+    assert_eq!(
+        slots.allocate(&c, None).unwrap(),
+        0,
+        "a freed slot is reused"
+    );
+    slots.retain(|p| p.namespace == "ns");
+    assert_eq!(slots.iter().collect::<Vec<_>>(), vec![(&b, 1)]);
+}
+
+#[test]
+fn a_free_hint_is_honoured() {
+    let mut slots = SlotAllocator::new();
+    let (a, b) = (PolicyRef::new("ns", "a"), PolicyRef::new("ns", "b"));
+    assert_eq!(slots.allocate(&a, Some(7)).unwrap(), 7);
+    assert_eq!(slots.allocate(&b, Some(7)).unwrap(), 0, "taken hint");
+    let mut small = SlotAllocator::with_capacity(4);
+    assert_eq!(small.allocate(&a, Some(9)).unwrap(), 0, "out-of-range hint");
+}
+
+#[test]
+fn from_empty_rules_come_before_guards() {
+    let mut kernel = RecordingEnforcer::default();
+    let mut rec = Reconciler::new();
+    let want = desired(
+        &[(100, 0), (101, 0), (200, 1)],
+        &[(0, rules(25)), (1, rules(80))],
+    );
+    let out = rec.reconcile(&mut kernel, &want);
+    assert!(out.failures.is_empty());
+    assert_eq!(
+        kernel.calls,
+        vec![
+            Op::SetRules(0, rules(25)),
+            Op::SetRules(1, rules(80)),
+            Op::Guard(100, 0),
+            Op::Guard(101, 0),
+            Op::Guard(200, 1),
+        ]
+    );
+    assert_eq!(out.guarded, Some(3));
+
+    kernel.calls.clear();
+    let out = rec.reconcile(&mut kernel, &want);
+    assert!(kernel.calls.is_empty(), "in step: no calls");
+    assert!(out.applied.is_empty());
+}
+
+#[test]
+fn pods_going_and_policies_changing_make_minimal_calls() {
+    let mut kernel = RecordingEnforcer::default();
+    let mut rec = Reconciler::new();
+    rec.reconcile(
+        &mut kernel,
+        &desired(
+            &[(100, 0), (101, 0), (200, 1)],
+            &[(0, rules(25)), (1, rules(80))],
+        ),
+    );
+    kernel.calls.clear();
+
+    // Pod 101 went away; policy 0's ConfigMap changed.
+    rec.reconcile(
+        &mut kernel,
+        &desired(&[(100, 0), (200, 1)], &[(0, rules(26)), (1, rules(80))]),
+    );
+    assert_eq!(
+        kernel.calls,
+        vec![Op::Unguard(101), Op::SetRules(0, rules(26))]
+    );
+    kernel.calls.clear();
+
+    // Every pod of policy 1 went: its cgroup is unguarded, then its rules cleared.
+    rec.reconcile(&mut kernel, &desired(&[(100, 0)], &[(0, rules(26))]));
+    assert_eq!(kernel.calls, vec![Op::Unguard(200), Op::ClearRules(1)]);
+    assert_eq!(kernel.rules.keys().copied().collect::<Vec<_>>(), vec![0]);
+}
+
+#[test]
+fn a_reused_slot_gets_its_new_rules_before_new_cgroups_join_it() {
+    let mut kernel = RecordingEnforcer::default();
+    let mut rec = Reconciler::new();
+    rec.reconcile(&mut kernel, &desired(&[(100, 0)], &[(0, rules(25))]));
+    kernel.calls.clear();
+    // Policy A (slot 0) went; policy B was given the freed slot 0.
+    rec.reconcile(&mut kernel, &desired(&[(300, 0)], &[(0, rules(443))]));
+    assert_eq!(
+        kernel.calls,
+        vec![
+            Op::Unguard(100),
+            Op::SetRules(0, rules(443)),
+            Op::Guard(300, 0)
+        ]
+    );
+}
+
+#[test]
+fn after_a_restart_pinned_state_is_adopted_and_stale_entries_removed() {
+    // The previous agent left cgroups 100 (slot 3) and 999 (slot 5, its pod is gone) guarded.
+    let mut kernel = RecordingEnforcer {
+        guarded: BTreeMap::from([(100, 3), (999, 5)]),
+        rules: BTreeMap::from([(3, rules(25)), (5, rules(1))]),
+        ..RecordingEnforcer::default()
+    };
+    let mut rec = Reconciler::new();
+    rec.reconcile(&mut kernel, &desired(&[(100, 3)], &[(3, rules(25))]));
+    assert_eq!(
+        kernel.calls,
+        vec![
+            Op::Unguard(999),
+            Op::SetRules(3, rules(25)),
+            Op::ClearRules(5)
+        ],
+        "cgroup 100 stays guarded throughout; its slot's rules are rewritten once"
+    );
+}
+
+#[test]
+fn cgroups_whose_policy_is_pending_are_kept() {
+    let mut kernel = RecordingEnforcer {
+        guarded: BTreeMap::from([(100, 3), (200, 4)]),
+        ..RecordingEnforcer::default()
+    };
+    let mut rec = Reconciler::new();
+    let mut want = desired(&[], &[]);
+    want.keep.insert(100);
+    rec.reconcile(&mut kernel, &want);
+    assert_eq!(kernel.calls, vec![Op::Unguard(200), Op::ClearRules(4)]);
+    assert_eq!(kernel.guarded, BTreeMap::from([(100, 3)]));
+}
+
+#[test]
+fn a_failed_rules_update_keeps_cgroups_out_and_is_retried() {
+    let mut kernel = RecordingEnforcer {
+        fail_set_rules: BTreeSet::from([1]),
+        ..RecordingEnforcer::default()
+    };
+    let mut rec = Reconciler::new();
+    let want = desired(&[(100, 0), (200, 1)], &[(0, rules(25)), (1, rules(80))]);
+    let out = rec.reconcile(&mut kernel, &want);
+    assert_eq!(out.failures.len(), 1);
+    assert_eq!(out.failures[0].label(), "set_rules");
+    assert_eq!(
+        kernel.calls,
+        vec![Op::SetRules(0, rules(25)), Op::Guard(100, 0)],
+        "cgroup 200 is not guarded by a slot without rules"
+    );
+    kernel.fail_set_rules.clear();
+    kernel.calls.clear();
+    let out = rec.reconcile(&mut kernel, &want);
+    assert!(out.failures.is_empty());
+    assert_eq!(
+        kernel.calls,
+        vec![Op::SetRules(1, rules(80)), Op::Guard(200, 1)]
+    );
+}
+
+#[test]
+fn a_cgroup_moving_to_another_policy_is_guarded_again() {
+    let mut kernel = RecordingEnforcer::default();
+    let mut rec = Reconciler::new();
+    rec.reconcile(&mut kernel, &desired(&[(100, 0)], &[(0, rules(25))]));
+    kernel.calls.clear();
+    rec.reconcile(&mut kernel, &desired(&[(100, 1)], &[(1, rules(80))]));
+    assert_eq!(
+        kernel.calls,
+        vec![
+            Op::SetRules(1, rules(80)),
+            Op::Guard(100, 1),
+            Op::ClearRules(0)
+        ]
+    );
+}

@@ -1,0 +1,185 @@
+//! On the host kernel, as root: the cgroup sock_addr programs, loaded by the real agent binary in
+//! standalone mode, refuse egress (connect4/connect6) for a process inside the guarded cgroup,
+//! allow the same connections outside it, rewrite wildcard binds to loopback, and report each
+//! denial and rewrite as an event with the right fields. See `host_support` for the setup.
+#![allow(clippy::unwrap_used)]
+
+mod host_support;
+
+use host_support::{EPERM, TestEnv, root_or_skip, run_child};
+use serde_json::Value;
+
+#[test]
+fn helper_child() {
+    host_support::helper_main();
+}
+
+/// A more specific `allow` re-opens one address inside a denied block; a denied port is refused on
+/// any address; loopback always passes.
+const EGRESS_POLICY: &str = r#"
+apiVersion: mcpguard.io/v1alpha1
+kind: McpGuardPolicy
+metadata: {name: host-net}
+spec:
+  runtime:
+    network:
+      egress:
+        allow: ["192.0.2.77/32", "2001:db8::77/128"]
+        deny: ["192.0.2.0/24", "2001:db8::/32"]
+        denyPorts: [2525]
+"#;
+
+fn steps(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+
+const LISTENERS: [&str; 7] = [
+    "listen 127.0.0.1:8080",
+    "listen [::1]:8080",
+    "listen 192.0.2.77:8080",
+    "listen 192.0.2.77:2525",
+    "listen 192.0.2.78:8080",
+    "listen [2001:db8::77]:8080",
+    "listen [2001:db8::78]:8080",
+];
+
+const CONNECTS: [&str; 8] = [
+    "connect 127.0.0.1:8080",
+    "connect [::1]:8080",
+    "connect 192.0.2.77:8080",
+    "connect 192.0.2.78:8080",
+    "connect 192.0.2.77:2525",
+    "connect [2001:db8::77]:8080",
+    "connect [2001:db8::78]:8080",
+    "connect [::ffff:192.0.2.78]:8080",
+];
+
+#[test]
+fn egress_refused_inside_the_guarded_cgroup_and_allowed_outside() {
+    if !root_or_skip("egress_refused_inside_the_guarded_cgroup_and_allowed_outside") {
+        return;
+    }
+    let env = TestEnv::new("egress");
+    let guarded = env.cgroup("guarded");
+    let other = env.cgroup("other");
+    let agent = env.start_agent(&env.policy(EGRESS_POLICY), &[&guarded]);
+    let log = agent.log();
+    for hook in ["connect4", "connect6", "bind4", "bind6"] {
+        assert!(
+            log.contains(&format!("(cgroup/{hook}): attached")),
+            "cgroup/{hook} not attached:\n{log}"
+        );
+    }
+
+    // Outside: an unguarded cgroup of the same hierarchy; everything connects.
+    let mut plan = steps(&LISTENERS);
+    plan.push(format!("enter {}", other.display()));
+    plan.extend(steps(&CONNECTS));
+    let outside = run_child(&plan);
+    for c in CONNECTS {
+        assert_eq!(outside.result(c), "ok", "{c} outside: {outside:#?}");
+    }
+
+    // Inside: the listeners are made before entering the cgroup (binding 192.0.2.x needs no
+    // rule), then the connects run in the guarded cgroup.
+    let mut plan = steps(&LISTENERS);
+    plan.push(format!("enter {}", guarded.display()));
+    plan.extend(steps(&CONNECTS));
+    let inside = run_child(&plan);
+    let want = [
+        ("connect 127.0.0.1:8080", "ok"),
+        ("connect [::1]:8080", "ok"),
+        ("connect 192.0.2.77:8080", "ok"),
+        ("connect 192.0.2.78:8080", EPERM),
+        ("connect 192.0.2.77:2525", EPERM),
+        ("connect [2001:db8::77]:8080", "ok"),
+        ("connect [2001:db8::78]:8080", EPERM),
+        ("connect [::ffff:192.0.2.78]:8080", EPERM),
+    ];
+    for (step, result) in want {
+        assert_eq!(inside.result(step), result, "{step} inside: {inside:#?}");
+    }
+
+    // One event per denial, with the right fields; none for the unguarded child.
+    let cgroup_id = mcp_guard_agent::bpf::fs::cgroup_id(&guarded).unwrap();
+    for (addr, port) in [
+        ("192.0.2.78", 8080),
+        ("192.0.2.77", 2525),
+        ("2001:db8::78", 8080),
+        ("::ffff:192.0.2.78", 8080),
+    ] {
+        let ev = env.wait_event(|e| e["addr"] == addr && e["port"] == port);
+        assert_eq!(ev["kind"], "connect", "{ev}");
+        assert_eq!(ev["verdict"], "denied", "{ev}");
+        assert_eq!(ev["cgroup_id"], cgroup_id, "{ev}");
+        assert_eq!(ev["slot"], 0, "{ev}");
+        assert_eq!(ev["pid"], inside.pid, "{ev}");
+        assert_eq!(ev["comm"], Value::from(inside.comm.as_str()), "{ev}");
+    }
+    let events = env.events();
+    assert_eq!(events.len(), 4, "exactly the four denials: {events:#?}");
+    agent.stop();
+}
+
+const CONFINE_POLICY: &str = r#"
+apiVersion: mcpguard.io/v1alpha1
+kind: McpGuardPolicy
+metadata: {name: host-bind}
+spec:
+  runtime:
+    network:
+      confineListeners: true
+"#;
+
+#[test]
+fn wildcard_binds_are_rewritten_to_loopback() {
+    if !root_or_skip("wildcard_binds_are_rewritten_to_loopback") {
+        return;
+    }
+    let env = TestEnv::new("bind");
+    let guarded = env.cgroup("guarded");
+    let agent = env.start_agent(&env.policy(CONFINE_POLICY), &[&guarded]);
+
+    let binds = [
+        "bind 0.0.0.0:9090",
+        "bind [::]:9093",
+        "bind 127.0.0.1:9091",
+        "bind 192.0.2.77:9092",
+    ];
+    let outside = run_child(&steps(&binds));
+    assert_eq!(outside.result("bind 0.0.0.0:9090"), "ok 0.0.0.0");
+    assert_eq!(outside.result("bind [::]:9093"), "ok ::");
+    assert_eq!(outside.result("bind 192.0.2.77:9092"), "ok 192.0.2.77");
+
+    let mut plan = vec![format!("enter {}", guarded.display())];
+    plan.extend(steps(&binds));
+    let inside = run_child(&plan);
+    assert_eq!(
+        inside.result("bind 0.0.0.0:9090"),
+        "ok 127.0.0.1",
+        "{inside:#?}"
+    );
+    assert_eq!(inside.result("bind [::]:9093"), "ok ::1", "{inside:#?}");
+    assert_eq!(
+        inside.result("bind 127.0.0.1:9091"),
+        "ok 127.0.0.1",
+        "{inside:#?}"
+    );
+    assert_eq!(inside.result("bind 192.0.2.77:9092"), EPERM, "{inside:#?}");
+
+    let cgroup_id = mcp_guard_agent::bpf::fs::cgroup_id(&guarded).unwrap();
+    for (addr, verdict, port) in [
+        ("0.0.0.0", "rewritten", 9090),
+        ("::", "rewritten", 9093),
+        ("192.0.2.77", "denied", 9092),
+    ] {
+        let ev = env.wait_event(|e| e["addr"] == addr && e["port"] == port);
+        assert_eq!(ev["kind"], "bind", "{ev}");
+        assert_eq!(ev["verdict"], verdict, "{ev}");
+        assert_eq!(ev["cgroup_id"], cgroup_id, "{ev}");
+        assert_eq!(ev["pid"], inside.pid, "{ev}");
+        assert_eq!(ev["comm"], Value::from(inside.comm.as_str()), "{ev}");
+    }
+    assert_eq!(env.events().len(), 3, "{:#?}", env.events());
+    agent.stop();
+}
