@@ -8,7 +8,7 @@
 CARGO ?= cargo
 export MCP_GUARD_CACHE ?= $(HOME)/.cache/mcp-guard
 
-.PHONY: help bpf-tools build test gen check-generated fmt fmt-check lint check-policies apiserver peers kernel test-kernel demo bench corpus check-corpus clean
+.PHONY: help bpf-tools build test gen check-generated fmt fmt-check lint check-policies apiserver peers kernel test-kernel demo bench corpus check-corpus images clean
 
 help: ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -75,6 +75,10 @@ bench: ## Latency and throughput: direct, bare relay, mcp-guard-proxy, agent-bom
 	$(CARGO) build -q --release --locked -p mcp-guard-proxy --bins --examples
 	@e2e/harness/npm-peers.sh >/dev/null && e2e/harness/py-peers.sh >/dev/null
 	$(CARGO) bench -q --locked -p mcp-guard-proxy --bench latency
+
+images: ## Build the three images with Docker (where a Docker engine exists, e.g. GitHub Actions).
+	@for t in proxy operator agent; do \
+	  docker build -f images/Dockerfile --target $$t -t mcp-guard-$$t:dev . || exit 1; done
 
 clean: ## Remove build output (the cache in $(MCP_GUARD_CACHE) stays).
 	$(CARGO) clean
