@@ -2,11 +2,13 @@
 //!
 //! [`apiserver::ApiServer`] runs a real kube-apiserver and etcd (v1.20.2, built from Debian bookworm's
 //! `kubernetes` source package by `e2e/harness/apiserver-build.sh`, cached under
-//! `~/.cache/mcp-guard`). Nothing here is a mock.
+//! `~/.cache/mcp-guard`). [`prometheus::Prometheus`] runs Debian's Prometheus and runs the chart's
+//! dashboard queries against it. Nothing here is a mock.
 #![forbid(unsafe_code)]
 
 pub mod apiserver;
 pub mod helm;
+pub mod prometheus;
 
 use std::path::PathBuf;
 
