@@ -308,3 +308,88 @@ async fn pods_without_opt_in_are_untouched_and_bad_ones_refused() -> Result<()> 
     );
     Ok(())
 }
+
+/// In a cluster the chart creates both webhook configurations (by Service, without a caBundle);
+/// the operator only fills in its CA bundle, and keeps it there.
+#[tokio::test]
+async fn in_cluster_mode_fills_the_charts_ca_bundles() -> Result<()> {
+    let (api, _client) = cluster().await?;
+    // As the chart renders them (trimmed); Ignore, since no Service routes here.
+    let configs = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata: {name: mcp-guard}
+webhooks:
+  - name: pods.mcpguard.io
+    admissionReviewVersions: [v1]
+    sideEffects: None
+    failurePolicy: Ignore
+    clientConfig: {service: {name: mcp-guard-operator, namespace: mcp-guard, path: /mutate/pods}}
+    rules: [{apiGroups: [""], apiVersions: [v1], resources: [pods], operations: [CREATE]}]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata: {name: mcp-guard}
+webhooks:
+  - name: policies.mcpguard.io
+    admissionReviewVersions: [v1]
+    sideEffects: None
+    failurePolicy: Ignore
+    clientConfig: {service: {name: mcp-guard-operator, namespace: mcp-guard, path: /validate/mcpguardpolicies}}
+    rules: [{apiGroups: [mcpguard.io], apiVersions: [v1alpha1], resources: [mcpguardpolicies], operations: [CREATE, UPDATE]}]
+"#;
+    kubectl_ok(&api, &["create", "-f", "-"], Some(configs))?;
+    let op = Operator::start_in_cluster_mode(&api, "op-1", &[])?;
+    let secret = kubectl_ok(
+        &api,
+        &[
+            "get",
+            "secret",
+            "-n",
+            "mcp-guard",
+            "mcp-guard-webhook-tls",
+            "-o",
+            "jsonpath={.data.ca\\.crt}",
+        ],
+        None,
+    )?;
+    assert!(!secret.is_empty());
+    for kind in [
+        "mutatingwebhookconfiguration",
+        "validatingwebhookconfiguration",
+    ] {
+        let bundle = kubectl_ok(
+            &api,
+            &[
+                "get",
+                kind,
+                "mcp-guard",
+                "-o",
+                "jsonpath={.webhooks[0].clientConfig.caBundle}",
+            ],
+            None,
+        )?;
+        assert_eq!(bundle, secret, "{kind} trusts the operator's CA");
+        let service = kubectl_ok(
+            &api,
+            &[
+                "get",
+                kind,
+                "mcp-guard",
+                "-o",
+                "jsonpath={.webhooks[0].clientConfig.service.name}",
+            ],
+            None,
+        )?;
+        assert_eq!(
+            service, "mcp-guard-operator",
+            "{kind}: the chart's Service is kept"
+        );
+    }
+    assert_eq!(
+        op.metric("mcp_guard_operator_writes_total{kind=\"webhook\"}"),
+        2.0,
+        "one patch per configuration"
+    );
+    Ok(())
+}

@@ -117,55 +117,62 @@ pub async fn apply_configurations(
     timeout_seconds: i32,
 ) -> Result<()> {
     let (m, v) = desired_configurations(name, base_url, ca_bundle, timeout_seconds);
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
-    let mapi = Api::<MutatingWebhookConfiguration>::all(client.clone());
-    let current = mapi
-        .get_opt(name)
-        .await
-        .map_err(Error::kube("reading MutatingWebhookConfiguration"))?;
-    let want = endpoints(
-        m.webhooks
+    apply_if_changed(Api::all(client.clone()), metrics, name, &m).await?;
+    apply_if_changed(Api::all(client.clone()), metrics, name, &v).await
+}
+
+/// The two configuration kinds, seen as what the operator manages in them: each webhook's name
+/// and client configuration.
+trait Hooks:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::Serialize
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+    fn hooks(&self) -> Vec<(&String, &WebhookClientConfig)>;
+}
+
+impl Hooks for MutatingWebhookConfiguration {
+    fn hooks(&self) -> Vec<(&String, &WebhookClientConfig)> {
+        self.webhooks
             .iter()
             .flatten()
-            .map(|w| (&w.name, &w.client_config)),
-    );
-    let have = current.map(|c| {
-        endpoints(
-            c.webhooks
-                .iter()
-                .flatten()
-                .map(|w| (&w.name, &w.client_config)),
-        )
-    });
-    if have.as_ref() != Some(&want) {
-        mapi.patch(name, &pp, &Patch::Apply(&m))
-            .await
-            .map_err(Error::kube("applying MutatingWebhookConfiguration"))?;
-        metrics.wrote("webhook");
+            .map(|w| (&w.name, &w.client_config))
+            .collect()
     }
-    let vapi = Api::<ValidatingWebhookConfiguration>::all(client.clone());
-    let current = vapi
-        .get_opt(name)
-        .await
-        .map_err(Error::kube("reading ValidatingWebhookConfiguration"))?;
-    let want = endpoints(
-        v.webhooks
+}
+
+impl Hooks for ValidatingWebhookConfiguration {
+    fn hooks(&self) -> Vec<(&String, &WebhookClientConfig)> {
+        self.webhooks
             .iter()
             .flatten()
-            .map(|w| (&w.name, &w.client_config)),
-    );
-    let have = current.map(|c| {
-        endpoints(
-            c.webhooks
-                .iter()
-                .flatten()
-                .map(|w| (&w.name, &w.client_config)),
+            .map(|w| (&w.name, &w.client_config))
+            .collect()
+    }
+}
+
+/// Applies `want` (server-side apply) unless every webhook's name, URL and bundle already match.
+async fn apply_if_changed<K: Hooks>(
+    api: Api<K>,
+    metrics: &Metrics,
+    name: &str,
+    want: &K,
+) -> Result<()> {
+    let kind = K::kind(&());
+    let current = api
+        .get_opt(name)
+        .await
+        .map_err(Error::kube(format!("reading {kind}")))?;
+    if current.map(|c| endpoints(&c)) != Some(endpoints(want)) {
+        api.patch(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(want),
         )
-    });
-    if have.as_ref() != Some(&want) {
-        vapi.patch(name, &pp, &Patch::Apply(&v))
-            .await
-            .map_err(Error::kube("applying ValidatingWebhookConfiguration"))?;
+        .await
+        .map_err(Error::kube(format!("applying {kind}")))?;
         metrics.wrote("webhook");
     }
     Ok(())
@@ -173,10 +180,10 @@ pub async fn apply_configurations(
 
 /// What must match for a registered configuration to be current: each webhook's name, URL and CA
 /// bundle (the API server fills in defaults for the rest, so whole objects never compare equal).
-fn endpoints<'a>(
-    hooks: impl Iterator<Item = (&'a String, &'a WebhookClientConfig)>,
-) -> Vec<(String, Option<String>, Option<Vec<u8>>)> {
-    hooks
+fn endpoints<K: Hooks>(config: &K) -> Vec<(String, Option<String>, Option<Vec<u8>>)> {
+    config
+        .hooks()
+        .into_iter()
         .map(|(n, c)| {
             (
                 n.clone(),
@@ -212,45 +219,32 @@ pub async fn patch_ca_bundles(
     name: &str,
     ca_bundle: &[u8],
 ) -> Result<()> {
-    let mapi = Api::<MutatingWebhookConfiguration>::all(client.clone());
-    if let Some(c) = mapi
+    patch_one::<MutatingWebhookConfiguration>(client, metrics, name, ca_bundle).await?;
+    patch_one::<ValidatingWebhookConfiguration>(client, metrics, name, ca_bundle).await
+}
+
+async fn patch_one<K: Hooks>(
+    client: &Client,
+    metrics: &Metrics,
+    name: &str,
+    ca_bundle: &[u8],
+) -> Result<()> {
+    let kind = K::kind(&());
+    let api = Api::<K>::all(client.clone());
+    let Some(config) = api
         .get_opt(name)
         .await
-        .map_err(Error::kube("reading MutatingWebhookConfiguration"))?
-    {
-        let hooks: Vec<_> = c
-            .webhooks
-            .unwrap_or_default()
-            .into_iter()
-            .map(|w| (w.name, w.client_config.ca_bundle.map(|b| b.0)))
-            .collect();
-        patch_if_needed(&mapi, metrics, name, &hooks, ca_bundle).await?;
-    } else {
-        tracing::warn!(
-            name,
-            "MutatingWebhookConfiguration not found; caBundle not set yet"
-        );
-    }
-    let vapi = Api::<ValidatingWebhookConfiguration>::all(client.clone());
-    if let Some(c) = vapi
-        .get_opt(name)
-        .await
-        .map_err(Error::kube("reading ValidatingWebhookConfiguration"))?
-    {
-        let hooks: Vec<_> = c
-            .webhooks
-            .unwrap_or_default()
-            .into_iter()
-            .map(|w| (w.name, w.client_config.ca_bundle.map(|b| b.0)))
-            .collect();
-        patch_if_needed(&vapi, metrics, name, &hooks, ca_bundle).await?;
-    } else {
-        tracing::warn!(
-            name,
-            "ValidatingWebhookConfiguration not found; caBundle not set yet"
-        );
-    }
-    Ok(())
+        .map_err(Error::kube(format!("reading {kind}")))?
+    else {
+        tracing::warn!(name, %kind, "webhook configuration not found; caBundle not set yet");
+        return Ok(());
+    };
+    let hooks: Vec<_> = config
+        .hooks()
+        .into_iter()
+        .map(|(n, c)| (n.clone(), c.ca_bundle.as_ref().map(|b| b.0.clone())))
+        .collect();
+    patch_if_needed(&api, metrics, name, &hooks, ca_bundle).await
 }
 
 async fn patch_if_needed<K>(

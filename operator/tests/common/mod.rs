@@ -64,6 +64,29 @@ impl Operator {
         webhook: SocketAddr,
         extra: &[&str],
     ) -> Result<Self> {
+        let url = format!("https://{webhook}");
+        Self::spawn(
+            api,
+            identity,
+            webhook,
+            &[&["--webhook-url", &url], extra].concat(),
+        )
+    }
+
+    /// As in a cluster: no `--webhook-url`; the webhook configurations (created beforehand, as the
+    /// chart does) are only given the operator's CA bundle. Serves on a fresh loopback port.
+    pub fn start_in_cluster_mode(api: &ApiServer, identity: &str, extra: &[&str]) -> Result<Self> {
+        let webhook: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
+        let listen = webhook.to_string();
+        Self::spawn(
+            api,
+            identity,
+            webhook,
+            &[&["--webhook-listen", &listen], extra].concat(),
+        )
+    }
+
+    fn spawn(api: &ApiServer, identity: &str, webhook: SocketAddr, extra: &[&str]) -> Result<Self> {
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let dir = tempfile::tempdir()?;
         let log = dir.path().join("operator.log");
@@ -76,7 +99,6 @@ impl Operator {
             .env_remove("POD_NAME")
             .env_remove("POD_NAMESPACE")
             .args(["--namespace", OPERATOR_NS, "--identity", identity])
-            .args(["--webhook-url", &format!("https://{webhook}")])
             .args(["--metrics", &metrics.to_string()])
             .args(["--lease-duration", "4", "--lease-grace", "1"])
             .args(["--proxy-image", "example.test/mcp-guard-proxy:test"])
