@@ -40,6 +40,8 @@ pub struct HeldCall {
     pub deadline: Instant,
     /// The call reads a taint source (see `CallInFlight`).
     pub taint_source: bool,
+    /// OpenTelemetry: the call's span (see `CallInFlight`).
+    pub span: crate::otel::CallSpan,
 }
 
 #[derive(Debug)]
@@ -204,6 +206,7 @@ mod tests {
             generation: Some(1),
             deadline,
             taint_source: false,
+            span: Default::default(),
         }
     }
 

@@ -69,6 +69,8 @@ pub struct Guard {
     pub summary: Summary,
     pub kill_switch: crate::killswitch::KillSwitch,
     epoch: Instant,
+    /// OpenTelemetry spans and logs (off unless configured; see `otel`).
+    pub otel: crate::otel::Otel,
 }
 
 /// What one message (a batch item or a single frame) becomes.
@@ -118,7 +120,14 @@ impl Guard {
             summary: Summary::default(),
             kill_switch: Default::default(),
             epoch: Instant::now(),
+            otel: Default::default(),
         }
+    }
+
+    /// OpenTelemetry export for the calls this guard judges.
+    pub fn with_otel(mut self, otel: crate::otel::Otel) -> Self {
+        self.otel = otel;
+        self
     }
 
     /// Swaps in a new policy; sessions keep their state, and the next decision uses the new policy.
@@ -142,6 +151,17 @@ impl Guard {
 
     /// Processes one frame from the client.
     pub fn client_frame(&self, session: &mut SessionState, text: &str) -> Outcome {
+        self.client_frame_traced(session, text, None)
+    }
+
+    /// [`Guard::client_frame`] for a frame that came with W3C trace context headers (HTTP), which
+    /// the calls' spans continue unless a call carries its own in `params._meta`.
+    pub fn client_frame_traced(
+        &self,
+        session: &mut SessionState,
+        text: &str,
+        remote: Option<&crate::otel::Remote<'_>>,
+    ) -> Outcome {
         let started = Instant::now();
         self.metrics.frames.client_to_server.inc();
         self.summary.message_in();
@@ -160,7 +180,7 @@ impl Guard {
                 }
             }
             Ok(Frame::Single(env)) => {
-                let m = self.client_message(session, &env, text, false, started);
+                let m = self.client_message(session, &env, text, false, started, remote);
                 Outcome {
                     forward: match m.pass {
                         Pass::Item => Forward::Original,
@@ -175,7 +195,7 @@ impl Guard {
                 let mut replies = Vec::new();
                 let mut changed = false;
                 for (raw, env) in &items {
-                    let m = self.client_message(session, env, raw.get(), true, started);
+                    let m = self.client_message(session, env, raw.get(), true, started, remote);
                     match m.pass {
                         Pass::Item => forwarded.push(raw.get().to_owned()),
                         Pass::Instead(t) => {
@@ -214,6 +234,7 @@ impl Guard {
         raw: &str,
         in_batch: bool,
         started: Instant,
+        remote: Option<&crate::otel::Remote<'_>>,
     ) -> MessageOutcome {
         if env.kind() == Kind::Response
             && let Some(id) = env.id_text()
@@ -234,7 +255,9 @@ impl Guard {
         }
         let pending = match method {
             "initialize" => Pending::Initialize,
-            "tools/call" => return self.tools_call(session, env, id, raw, in_batch, started),
+            "tools/call" => {
+                return self.tools_call(session, env, id, raw, in_batch, started, remote);
+            }
             "tools/list" => Pending::ToolsList {
                 first_page: !env.params.is_some_and(|p| p.get().contains("\"cursor\"")),
             },
@@ -244,6 +267,7 @@ impl Guard {
         MessageOutcome::forward()
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn tools_call(
         &self,
         session: &mut SessionState,
@@ -252,6 +276,7 @@ impl Guard {
         raw: &str,
         in_batch: bool,
         started: Instant,
+        remote: Option<&crate::otel::Remote<'_>>,
     ) -> MessageOutcome {
         let params: ToolCallParams = match env.params.map(|p| serde_json::from_str(p.get())) {
             Some(Ok(p)) => p,
@@ -284,6 +309,18 @@ impl Guard {
             String::new()
         };
         let taint_source = engine.is_taint_source(&params.name, &args);
+        // OpenTelemetry: the call's span from here to its end in `finish` (nothing when off).
+        let span = self.otel.start_call(&crate::otel::CallStart {
+            started,
+            session: &session.id,
+            id,
+            tool: &params.name,
+            decision: &decision,
+            mode,
+            engine: &engine,
+            params: env.params,
+            remote,
+        });
         let mut call = CallInFlight {
             tool: params.name,
             args: args_text,
@@ -292,6 +329,7 @@ impl Guard {
             forwarded_at: started,
             decide_us: 0,
             taint_source,
+            span,
         };
         if mode == Mode::Enforce && call.decision.verdict == Verdict::Ask {
             let policy = engine.policy();
@@ -315,6 +353,7 @@ impl Guard {
                     generation,
                     deadline: Instant::now() + Duration::from_millis(policy.ask.timeout_ms),
                     taint_source: call.taint_source,
+                    span: call.span,
                 };
                 return MessageOutcome::answer(session.asks.ask(held, &message));
             }
@@ -353,11 +392,11 @@ impl Guard {
         engine: &Engine,
         mode: Mode,
         id: &str,
-        call: CallInFlight,
+        mut call: CallInFlight,
         outcome: &'static str,
         why: Option<&str>,
     ) -> String {
-        self.finish(engine, mode, session, id, &call, outcome, None, None);
+        self.finish(engine, mode, session, id, &mut call, outcome, None, None);
         blocked_response(engine, id, &call.decision, why)
     }
 
@@ -369,11 +408,24 @@ impl Guard {
         mode: Mode,
         session: &SessionState,
         id: &str,
-        call: &CallInFlight,
+        call: &mut CallInFlight,
         outcome: &'static str,
         upstream_ms: Option<f64>,
         result: Option<&Decision>,
     ) {
+        // OpenTelemetry: the span ends; blocks and asks become log records (nothing when off).
+        self.otel.end_call(
+            call,
+            &crate::otel::CallEnd {
+                engine,
+                mode,
+                session: &session.id,
+                id,
+                outcome,
+                upstream_ms,
+                result,
+            },
+        );
         self.summary
             .call(&call.tool, &call.decision, outcome, call.decide_us);
         self.audit.write(&CallRecord::new(
@@ -681,7 +733,7 @@ impl Guard {
         session: &mut SessionState,
         id: &str,
         env: &Envelope<'_>,
-        call: CallInFlight,
+        mut call: CallInFlight,
     ) -> Option<String> {
         let engine = self.engine();
         let mode = self.mode(&engine);
@@ -738,7 +790,7 @@ impl Guard {
             mode,
             session,
             id,
-            &call,
+            &mut call,
             outcome,
             Some(upstream_ms),
             result_decision.as_ref(),
@@ -754,13 +806,13 @@ impl Guard {
         ids.sort_by(|a, b| a.0.cmp(&b.0));
         ids.into_iter()
             .map(|(id, pending)| {
-                if let Pending::ToolsCall(call) = pending {
+                if let Pending::ToolsCall(mut call) = pending {
                     self.finish(
                         &engine,
                         mode,
                         session,
                         &id,
-                        &call,
+                        &mut call,
                         "server-failed",
                         None,
                         None,
@@ -772,13 +824,13 @@ impl Guard {
             .into_iter()
             .chain(session.asks.drain().into_iter().map(|held| {
                 // Held calls never reached the server: refused and audited like an abandoned ask.
-                let (call, id, _) = release(held);
+                let (mut call, id, _) = release(held);
                 self.finish(
                     &engine,
                     mode,
                     session,
                     &id,
-                    &call,
+                    &mut call,
                     "ask-failed-blocked",
                     None,
                     None,
@@ -800,6 +852,7 @@ fn release(held: HeldCall) -> (CallInFlight, String, String) {
         forwarded_at: Instant::now(),
         decide_us: held.decide_us,
         taint_source: held.taint_source,
+        span: held.span,
     };
     (call, held.id, held.raw)
 }

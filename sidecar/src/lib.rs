@@ -18,6 +18,7 @@ pub mod install;
 pub mod jsonrpc;
 pub mod killswitch;
 pub mod metrics;
+pub mod otel;
 pub mod policy;
 pub mod session;
 pub mod summary;

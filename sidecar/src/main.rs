@@ -80,7 +80,14 @@ async fn run(args: Args) -> anyhow::Result<i32> {
         );
         tokio::spawn(metrics::serve(listener, metrics.clone()));
     }
-    let guard = Arc::new(Guard::new(engine, args.mode, audit, metrics));
+    // OpenTelemetry: spans and logs over OTLP when OTEL_EXPORTER_OTLP_[TRACES_|LOGS_]ENDPOINT is set
+    // (src/otel.rs); flushed when `run` returns, however it returns.
+    let otel = mcp_guard_proxy::otel::Otel::from_env().map_err(anyhow::Error::msg)?;
+    if let Some(described) = otel.describe() {
+        eprintln!("mcp-guard-proxy: {described}");
+    }
+    let _otel_flush = otel.shutdown_on_drop();
+    let guard = Arc::new(Guard::new(engine, args.mode, audit, metrics).with_otel(otel));
     tokio::spawn(Reloader::new(policy_path).run(guard.clone(), args.reload_interval));
     tokio::spawn(killswitch::watch_signals(guard.clone()));
     if let Some(path) = &args.kill_switch_file {

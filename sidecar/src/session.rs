@@ -81,4 +81,6 @@ pub struct CallInFlight {
     pub decide_us: u64,
     /// The call reads a taint source: its result's text is fingerprinted.
     pub taint_source: bool,
+    /// OpenTelemetry: the call's span (empty when export is off).
+    pub span: crate::otel::CallSpan,
 }

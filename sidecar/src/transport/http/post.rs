@@ -78,7 +78,7 @@ impl Proxy {
         };
         let path = parts.uri.path_and_query().map_or("/", |pq| pq.as_str());
         if let Some(legacy) = self.sessions.legacy(path) {
-            let outcome = judge_client(&self.guard, &legacy.state, text);
+            let outcome = judge_client(&self.guard, &legacy.state, text, &parts.headers);
             return self.legacy_post(parts, &bytes, outcome, legacy).await;
         }
         let session = header_str(&parts.headers, MCP_SESSION_ID).map(str::to_owned);
@@ -86,7 +86,7 @@ impl Proxy {
             Some(id) => self.sessions.session(id),
             None => (self.sessions.shared(), false),
         };
-        let mut outcome = judge_client(&self.guard, &state, text);
+        let mut outcome = judge_client(&self.guard, &state, text, &parts.headers);
         if let Some(id) = &session {
             match self.ask_step(id, &state, &parts, text, outcome) {
                 Ok(resp) => return resp,
@@ -329,9 +329,15 @@ fn observe_initialize(state: &State, frame: &[u8]) {
     }
 }
 
-fn judge_client(guard: &Guard, state: &State, text: &str) -> Outcome {
+fn judge_client(guard: &Guard, state: &State, text: &str, headers: &hyper::HeaderMap) -> Outcome {
+    // OpenTelemetry: the caller's `traceparent`/`tracestate` headers, read only when exporting.
+    let remote = guard
+        .otel
+        .is_enabled()
+        .then(|| crate::otel::Remote::from_headers(headers))
+        .flatten();
     let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-    guard.client_frame(&mut s, text)
+    guard.client_frame_traced(&mut s, text, remote.as_ref())
 }
 
 /// Puts `message` into a legacy session's stream (waiting briefly if the client reads slowly).
