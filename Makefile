@@ -71,10 +71,11 @@ corpus: ## Detection and false-positive rates on the labeled corpus (sidecar/tes
 	@python3 sidecar/tests/corpus/validate.py >/dev/null
 	$(CARGO) test -q --locked -p mcp-guard-proxy --test corpus -- --nocapture
 
-bench: ## Latency and throughput: direct, bare relay, mcp-guard-proxy, agent-bom (stdio); see docs/benchmarks.md.
+bench: bpf-tools ## Latency and throughput: direct, bare relay, mcp-guard-proxy, agent-bom (stdio); BPF program cost (root); see docs/benchmarks.md.
 	$(CARGO) build -q --release --locked -p mcp-guard-proxy --bins --examples
 	@e2e/harness/npm-peers.sh >/dev/null && e2e/harness/py-peers.sh >/dev/null
 	$(CARGO) bench -q --locked -p mcp-guard-proxy --bench latency
+	$(CARGO) bench -q --locked -p mcp-guard-agent --bench bpf
 
 images: ## Build the three images with Docker (where a Docker engine exists, e.g. GitHub Actions).
 	@for t in proxy operator agent; do \
