@@ -144,6 +144,20 @@ enum Transport {
     Stdio,
 }
 
+/// Whether `pod` runs the proxy: a container named like ours, or a container whose command is the
+/// proxy copied in by the install init container.
+fn carries_proxy(pod: &Pod) -> bool {
+    pod.spec.as_ref().is_some_and(|spec| {
+        spec.containers.iter().any(|c| {
+            c.name.starts_with(PROXY_CONTAINER)
+                || c.command
+                    .as_ref()
+                    .and_then(|cmd| cmd.first())
+                    .is_some_and(|exe| exe == PROXY_PATH_IN_BIN)
+        })
+    })
+}
+
 /// Decides whether and how to inject the mcp-guard proxy into `pod`, created in namespace `ns`.
 /// `policy_exists` says whether an `McpGuardPolicy` of that name exists in `ns`.
 pub fn inject(
@@ -154,7 +168,9 @@ pub fn inject(
 ) -> Result<Outcome, InjectError> {
     let empty = BTreeMap::new();
     let pod_annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
-    if pod_annotations.contains_key(ANNOTATION_INJECTED) {
+    // The annotation alone proves nothing (anyone creating the pod can set it): a pod is injected
+    // when it also carries the proxy, as a sidecar or as the wrapper of a stdio server's command.
+    if pod_annotations.contains_key(ANNOTATION_INJECTED) && carries_proxy(pod) {
         return Ok(Outcome::AlreadyInjected);
     }
     if !annotations::opted_in(pod_annotations, ns)? {

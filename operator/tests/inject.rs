@@ -466,12 +466,33 @@ fn pods_without_opt_in_are_skipped() {
 
 #[test]
 fn marked_pods_are_already_injected() {
-    let mut pod = parse(fixture!("http-port-name"));
+    let mut pod = injected(&parse(fixture!("http-port-name")));
     let a = pod.metadata.annotations.as_mut().unwrap();
-    a.insert("mcpguard.io/injected".into(), "0.0.9".into());
     // Even annotations that would be errors are not looked at again.
     a.insert("mcpguard.io/transport".into(), "carrier-pigeon".into());
     assert_eq!(run(&pod).unwrap(), Outcome::AlreadyInjected);
+}
+
+#[test]
+fn the_injected_annotation_alone_does_not_skip_the_guard() {
+    // A pod author setting mcpguard.io/injected by hand still gets the proxy.
+    let mut pod = parse(fixture!("http-port-name"));
+    let a = pod.metadata.annotations.as_mut().unwrap();
+    a.insert("mcpguard.io/injected".into(), "0.0.9".into());
+    let out = injected(&pod);
+    assert!(
+        out.spec
+            .as_ref()
+            .unwrap()
+            .containers
+            .iter()
+            .any(|c| c.name == "mcp-guard-proxy")
+    );
+    assert_eq!(
+        out.metadata.annotations.as_ref().unwrap()["mcpguard.io/injected"],
+        cfg().version,
+        "the annotation now says who injected"
+    );
 }
 
 #[test]
