@@ -144,17 +144,30 @@ enum Transport {
     Stdio,
 }
 
-/// Whether `pod` runs the proxy: a container named like ours, or a container whose command is the
-/// proxy copied in by the install init container.
-fn carries_proxy(pod: &Pod) -> bool {
+/// Whether `pod` runs the proxy: a container named like ours running the configured proxy image,
+/// or a stdio container whose command is the proxy copied in by an install init container that runs
+/// that image. (Names and commands alone are the pod author's to choose.)
+fn carries_proxy(pod: &Pod, cfg: &InjectConfig) -> bool {
+    let ours = |name: &str, prefix: &str, image: Option<&String>| {
+        name.starts_with(prefix) && image.is_some_and(|i| *i == cfg.proxy_image)
+    };
     pod.spec.as_ref().is_some_and(|spec| {
-        spec.containers.iter().any(|c| {
-            c.name.starts_with(PROXY_CONTAINER)
-                || c.command
-                    .as_ref()
-                    .and_then(|cmd| cmd.first())
-                    .is_some_and(|exe| exe == PROXY_PATH_IN_BIN)
-        })
+        let sidecar = spec
+            .containers
+            .iter()
+            .any(|c| ours(&c.name, PROXY_CONTAINER, c.image.as_ref()));
+        let installer = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .any(|c| ours(&c.name, INSTALL_CONTAINER, c.image.as_ref()));
+        let wrapped = spec.containers.iter().any(|c| {
+            c.command
+                .as_ref()
+                .and_then(|cmd| cmd.first())
+                .is_some_and(|exe| exe == PROXY_PATH_IN_BIN)
+        });
+        sidecar || (installer && wrapped)
     })
 }
 
@@ -170,7 +183,7 @@ pub fn inject(
     let pod_annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     // The annotation alone proves nothing (anyone creating the pod can set it): a pod is injected
     // when it also carries the proxy, as a sidecar or as the wrapper of a stdio server's command.
-    if pod_annotations.contains_key(ANNOTATION_INJECTED) && carries_proxy(pod) {
+    if pod_annotations.contains_key(ANNOTATION_INJECTED) && carries_proxy(pod, cfg) {
         return Ok(Outcome::AlreadyInjected);
     }
     if !annotations::opted_in(pod_annotations, ns)? {

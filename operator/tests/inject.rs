@@ -493,6 +493,21 @@ fn the_injected_annotation_alone_does_not_skip_the_guard() {
         cfg().version,
         "the annotation now says who injected"
     );
+    // Nor does a look-alike container running some other image.
+    let mut forged = parse(fixture!("http-port-name"));
+    forged
+        .metadata
+        .annotations
+        .as_mut()
+        .unwrap()
+        .insert("mcpguard.io/injected".into(), "0.0.9".into());
+    let spec = forged.spec.as_mut().unwrap();
+    let mut fake = spec.containers[0].clone();
+    fake.name = "mcp-guard-proxy".into();
+    fake.image = Some("busybox".into());
+    fake.ports = None;
+    spec.containers.push(fake);
+    assert!(matches!(run(&forged).unwrap(), Outcome::Inject(_)));
 }
 
 #[test]

@@ -108,7 +108,38 @@ impl Config {
 impl fmt::Display for Signal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let protocol = if self.grpc { "grpc" } else { "http/protobuf" };
-        write!(f, "{} ({protocol})", self.endpoint)
+        write!(f, "{} ({protocol})", redact_userinfo(&self.endpoint))
+    }
+}
+
+/// The endpoint as it may be logged: credentials in its userinfo (`https://user:token@host`)
+/// replaced by `***`.
+fn redact_userinfo(endpoint: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = endpoint.split_once("://") else {
+        return endpoint.into();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]).into(),
+        None => endpoint.into(),
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact_userinfo;
+
+    #[test]
+    fn credentials_in_the_endpoint_are_not_logged() {
+        assert_eq!(
+            redact_userinfo("https://user:s3cret@otel.example:4317/v1"),
+            "https://***@otel.example:4317/v1"
+        );
+        assert_eq!(
+            redact_userinfo("http://collector:4317"),
+            "http://collector:4317"
+        );
+        assert_eq!(redact_userinfo("http://c:4317/p@q"), "http://c:4317/p@q");
     }
 }
 
