@@ -11,8 +11,6 @@
 //! "All" value (`.*`).
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -298,21 +296,7 @@ impl Prometheus {
         } else {
             format!("{path}?{}", query.join("&"))
         };
-        let mut s = TcpStream::connect(&self.addr)?;
-        s.set_read_timeout(Some(Duration::from_secs(20)))?;
-        write!(s, "GET {target} HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr)?;
-        let mut text = String::new();
-        s.read_to_string(&mut text)?;
-        let code = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .context("no status line")?;
-        let body = text
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        Ok((code, body))
+        crate::http_get(&self.addr, &target, Duration::from_secs(20))
     }
 
     fn kill(&mut self) {

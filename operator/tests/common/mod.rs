@@ -3,8 +3,8 @@
 //! serving its webhooks on a loopback HTTPS URL that the API server calls.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -208,23 +208,9 @@ impl Drop for Operator {
     }
 }
 
-/// A plain HTTP/1.0 GET; returns the status code and body.
+/// A plain HTTP/1.0 GET of `path` on `addr`; the status code and body.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut text = String::new();
-    s.read_to_string(&mut text)?;
-    let code = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("no status line")?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Ok((code, body))
+    mcp_guard_e2e::http_get(&addr.to_string(), path, Duration::from_secs(5))
 }
 
 /// Runs kubectl with `stdin` as input; returns its output whatever the exit status.
