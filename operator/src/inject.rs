@@ -13,8 +13,8 @@
 //!   emptyDir, and the server container's command becomes `mcp-guard-proxy ... -- <original command>`.
 //!
 //! Both get the compiled policy (ConfigMap `mcp-guard-policy-<policy>`) mounted at [`POLICY_MOUNT`],
-//! an audit log emptyDir at [`AUDIT_MOUNT`], the label `mcpguard.io/guarded: "true"` and the annotation
-//! `mcpguard.io/injected: <version>`. Everything else in the pod is left exactly as it was.
+//! the proxy writing its audit log to its stdout ([`AUDIT_LOG`], so it is the container's log), the
+//! label `mcpguard.io/guarded: "true"` and the annotation `mcpguard.io/injected: <version>`. Everything else in the pod is left exactly as it was.
 //! `docs/injection.md` is the user-facing description; keep the two in step.
 
 mod annotations;
@@ -40,18 +40,15 @@ pub const PROXY_CONTAINER: &str = "mcp-guard-proxy";
 pub const INSTALL_CONTAINER: &str = "mcp-guard-install";
 /// Volume holding the compiled policy (the ConfigMap `mcp-guard-policy-<policy>`).
 pub const POLICY_VOLUME: &str = "mcp-guard-policy";
-/// Volume (emptyDir) the proxy writes its audit log to.
-pub const AUDIT_VOLUME: &str = "mcp-guard-audit";
 /// Volume (emptyDir) the proxy binary is copied into for `stdio` pods.
 pub const BIN_VOLUME: &str = "mcp-guard-bin";
 /// Where the policy volume is mounted (read-only) in the container running the proxy.
 pub const POLICY_MOUNT: &str = "/etc/mcp-guard/policy";
 /// The compiled policy file the proxy reads (and hot-reloads).
 pub const POLICY_FILE: &str = "/etc/mcp-guard/policy/policy.json";
-/// Where the audit volume is mounted.
-pub const AUDIT_MOUNT: &str = "/var/log/mcp-guard";
-/// The audit log the proxy appends to.
-pub const AUDIT_FILE: &str = "/var/log/mcp-guard/audit.jsonl";
+/// The proxy's `--log`: its stdout, which the container runtime collects (`kubectl logs`). In a
+/// `stdio` pod the server's stdout is piped to the proxy, so this stream holds only audit records.
+pub const AUDIT_LOG: &str = "/dev/stdout";
 /// Where the bin volume is mounted (read-only in the server container of `stdio` pods).
 pub const BIN_MOUNT: &str = "/mcp-guard/bin";
 /// The proxy binary inside the proxy image.

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::core::v1::{Container, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use mcp_guard_operator::inject::{
-    AUDIT_FILE, InjectConfig, InjectError, Namespace, Outcome, POLICY_FILE, PROXY_CONTAINER, inject,
+    AUDIT_LOG, InjectConfig, InjectError, Namespace, Outcome, POLICY_FILE, PROXY_CONTAINER, inject,
 };
 
 const POLICIES: [&str; 5] = [
@@ -177,7 +177,7 @@ fn http_by_port_name() {
             "--metrics",
             "0.0.0.0:9464",
             "--log",
-            AUDIT_FILE
+            "/dev/stdout"
         ]
     );
     assert_eq!(env(container(&out, "server"), "PORT"), Some("18080"));
@@ -219,6 +219,12 @@ fn stdio_with_command() {
         ]
     );
     assert!(command.contains(&"0.0.0.0:3000".to_owned()));
+    let log = command.iter().position(|a| a == "--log").unwrap();
+    assert_eq!(
+        (command[log + 1].as_str(), log < dashdash),
+        (AUDIT_LOG, true),
+        "the proxy's audit records go to the container's stdout"
+    );
     assert_eq!(server.args, None);
     assert_eq!(
         env(server, "POD_NAME"),
@@ -346,7 +352,6 @@ fn sidecar_name_clash() {
             "mcp-guard-policy",
             "mcp-guard-audit",
             "mcp-guard-policy-1",
-            "mcp-guard-audit-1",
             "mcp-guard-bin"
         ]
     );
@@ -786,16 +791,24 @@ fn stdio_default_port_taken() {
 
 #[test]
 fn stdio_mount_path_clash() {
-    let mounted = "    - name: server\n      image: s\n      command: [s]\n      \
-                   volumeMounts: [{name: v, mountPath: /var/log/mcp-guard/}]\n  volumes: [{name: v, emptyDir: {}}]\n";
-    let e = error(&pod(
-        &format!("{OPT_IN}, mcpguard.io/transport: stdio"),
-        mounted,
-    ));
+    let mounted = |path: &str| {
+        format!(
+            "    - name: server\n      image: s\n      command: [s]\n      \
+             volumeMounts: [{{name: v, mountPath: {path}}}]\n  volumes: [{{name: v, emptyDir: {{}}}}]\n"
+        )
+    };
+    let stdio = format!("{OPT_IN}, mcpguard.io/transport: stdio");
+    let e = error(&pod(&stdio, &mounted("/etc/mcp-guard/policy/")));
     assert_mentions(
         &e,
-        &["mcpguard.io/transport", "/var/log/mcp-guard", "\"server\""],
+        &[
+            "mcpguard.io/transport",
+            "/etc/mcp-guard/policy",
+            "\"server\"",
+        ],
     );
+    // The audit log is the container's stdout: no directory of ours to clash with.
+    injected(&pod(&stdio, &mounted("/var/log/mcp-guard")));
 }
 
 #[test]

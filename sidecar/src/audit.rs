@@ -1,7 +1,9 @@
 //! The JSONL audit log. One record per line; each carries `prev`, the SHA-256 of the previous line, so
 //! an edited, inserted or deleted line breaks the chain ([`verify_chain`] finds where). Appending to an
-//! existing log continues its chain. Records are written with one `write` each, so a crash loses at most
-//! the record being written.
+//! existing log file continues its chain. The log may also be a stream (a pipe, FIFO or character
+//! device, such as `/dev/stdout` or `-` in a container, where the runtime collects it): a stream cannot
+//! be read back, so each opening starts a new chain at [`GENESIS`]. Records are written with one
+//! `write` each, so a crash loses at most the record being written.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
@@ -14,6 +16,19 @@ use sha2::{Digest, Sha256};
 
 /// `prev` of the first record of a log.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// `--log -`: the proxy's standard output.
+pub const STDOUT_ARG: &str = "-";
+/// What `--log -` opens.
+const DEV_STDOUT: &str = "/dev/stdout";
+
+/// Whether `path` names this process's standard output (`-`, `/dev/stdout`, `/dev/fd/1`,
+/// `/proc/self/fd/1`): where the stdio transport speaks the protocol.
+pub fn is_stdout(path: &Path) -> bool {
+    [STDOUT_ARG, DEV_STDOUT, "/dev/fd/1", "/proc/self/fd/1"]
+        .iter()
+        .any(|name| path == Path::new(name))
+}
 
 /// Where audit records go. Without a file, records are dropped (the proxy still counts them in metrics).
 #[derive(Debug)]
@@ -32,14 +47,30 @@ impl Audit {
         Self { sink: None }
     }
 
-    /// Opens (or creates) the log for appending, continuing its hash chain.
+    /// Opens the log for appending: a regular file (created if missing) continues its hash chain; a
+    /// stream (a pipe, FIFO or character device) starts a chain at [`GENESIS`]. `-` is `/dev/stdout`.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let mut file = OpenOptions::new()
-            .create(true)
-            .read(true)
-            .append(true)
-            .open(path)?;
-        let prev = last_line_hash(&mut file)?.unwrap_or_else(|| GENESIS.to_owned());
+        let path = if path == Path::new(STDOUT_ARG) {
+            Path::new(DEV_STDOUT)
+        } else {
+            path
+        };
+        let (file, prev) = match std::fs::metadata(path) {
+            // Not seekable (a pipe gives ESPIPE) and not ours to read: append only.
+            Ok(meta) if !meta.is_file() => {
+                let file = OpenOptions::new().append(true).open(path)?;
+                (file, GENESIS.to_owned())
+            }
+            _ => {
+                let mut file = OpenOptions::new()
+                    .create(true)
+                    .read(true)
+                    .append(true)
+                    .open(path)?;
+                let prev = last_line_hash(&mut file)?.unwrap_or_else(|| GENESIS.to_owned());
+                (file, prev)
+            }
+        };
         Ok(Self {
             sink: Some(Mutex::new(Chain { file, prev })),
         })
@@ -125,6 +156,61 @@ mod tests {
         assert_eq!(verify_chain(&text), Ok(3));
         let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
         assert_eq!(first["prev"], GENESIS);
+    }
+
+    #[test]
+    fn a_pipe_is_appended_to_and_its_chain_starts_at_genesis() {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+
+        let (mut reader, writer) = std::io::pipe().unwrap();
+        // The pipe by name, as `/dev/stdout` names a container's stdout pipe.
+        let path = std::path::PathBuf::from(format!("/proc/self/fd/{}", writer.as_raw_fd()));
+        let audit = Audit::open(&path).unwrap();
+        audit.write(&json!({"n": 1}));
+        audit.write(&json!({"n": 2}));
+        drop(audit);
+        // Opening it again does not try to read or seek it: a new chain.
+        let again = Audit::open(&path).unwrap();
+        again.write(&json!({"n": 3}));
+        drop((again, writer));
+        let mut text = String::new();
+        reader.read_to_string(&mut text).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(verify_chain(&lines[..2].join("\n")), Ok(2));
+        for line in [lines[0], lines[2]] {
+            let record: Value = serde_json::from_str(line).unwrap();
+            assert_eq!(record["prev"], GENESIS, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_character_device_is_written_not_read() {
+        let audit = Audit::open(Path::new("/dev/null")).unwrap();
+        assert!(audit.is_enabled());
+        audit.write(&json!({"n": 1}));
+        let chain = audit.sink.as_ref().unwrap().lock().unwrap();
+        assert_ne!(
+            chain.prev, GENESIS,
+            "the write succeeded and advanced the chain"
+        );
+    }
+
+    #[test]
+    fn stdout_has_several_names() {
+        for name in [
+            "-",
+            "/dev/stdout",
+            "/dev/fd/1",
+            "/proc/self/fd/1",
+            "//dev/stdout/",
+        ] {
+            assert!(is_stdout(Path::new(name)), "{name}");
+        }
+        for name in ["/dev/stderr", "audit.jsonl", "./-", "/dev/fd/10"] {
+            assert!(!is_stdout(Path::new(name)), "{name}");
+        }
     }
 
     #[test]

@@ -33,7 +33,9 @@ pub struct Args {
     /// Reloaded when it changes. Required except with --install-to.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
-    /// Append JSONL audit records here (hash-chained; a summary record at shutdown).
+    /// Append JSONL audit records here (hash-chained; a summary record at shutdown). `-` or
+    /// /dev/stdout: standard output (in Kubernetes, the container log), except with the stdio
+    /// transport, whose stdout carries the protocol.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
     /// Override the policy's mode: `audit` forwards everything and records what would have happened.
@@ -130,6 +132,17 @@ impl Args {
             return Err("--policy FILE is required".into());
         }
         let transport = self.transport()?;
+        if let Some(log) = &self.log
+            && transport == Transport::Stdio
+            && crate::audit::is_stdout(log)
+        {
+            return Err(format!(
+                "--log {}: with a command after `--` and no --listen, stdout carries the MCP protocol \
+                 to the client and audit records would corrupt it; log to a file, or serve the \
+                 command over HTTP with --listen ADDR",
+                log.display()
+            ));
+        }
         if let Some(url) = &self.upstream
             && !url.starts_with("http://")
         {
@@ -314,6 +327,21 @@ mod tests {
             ])
             .is_err()
         );
+    }
+
+    #[test]
+    fn audit_on_stdout_only_where_stdout_is_free() {
+        for log in ["-", "/dev/stdout", "/proc/self/fd/1"] {
+            let e = args(&["--policy", "p", "--log", log, "--", "srv"]).unwrap_err();
+            assert!(
+                e.contains(&format!("--log {log}")) && e.contains("corrupt"),
+                "{e}"
+            );
+            let over_http = ["--policy", "p", "--log", log, "--listen", "127.0.0.1:0"];
+            assert!(args(&[&over_http[..], &["--", "srv"]].concat()).is_ok());
+            assert!(args(&[&over_http[..], &["--upstream", "http://h:1/mcp"]].concat()).is_ok());
+        }
+        assert!(args(&["--policy", "p", "--log", "audit.jsonl", "--", "srv"]).is_ok());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! and the real Python MCP SDK (`mcp` from PyPI) as the Streamable HTTP client: the guard works as
 //! over any HTTP upstream, server requests (elicitation, roots) and progress reach the client and
 //! its answers reach the server, every session has its own process, and sessions end (DELETE, the
-//! server dying, idling, the session limit) the way the protocol says. Also `--install-to`.
+//! server dying, idling, the session limit) the way the protocol says. Audit records on the proxy's
+//! stdout (as injected in Kubernetes), refused in the stdio mode. Also `--install-to`.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -12,7 +13,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{TIMEOUT, everything, proxy_bin, py_venv};
@@ -106,19 +107,34 @@ impl Bridge {
     }
 
     fn serving(policy: &str, flags: &[&str], command: &[String]) -> Self {
+        Self::spawn(policy, flags, command, None)
+    }
+
+    /// With `--log STDOUT` (`-` or `/dev/stdout`) and the proxy's stdout a pipe, as a container
+    /// runtime gives it (containerd: a FIFO); read it with [`Bridge::stdout`].
+    fn auditing_to_stdout(policy: &str, stdout: &str) -> Self {
+        Self::spawn(policy, &[], &everything(), Some(stdout))
+    }
+
+    /// The proxy with `--log FILE` in its directory, or `--log STDOUT` when given.
+    fn spawn(policy: &str, flags: &[&str], command: &[String], stdout: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("policy.yaml"), policy).unwrap();
-        let mut child = Command::new(proxy_bin())
-            .arg("--policy")
-            .arg(dir.path().join("policy.yaml"))
-            .arg("--log")
-            .arg(dir.path().join("audit.jsonl"))
+        let mut proxy = Command::new(proxy_bin());
+        proxy.arg("--policy").arg(dir.path().join("policy.yaml"));
+        match stdout {
+            Some(log) => proxy.args(["--log", log]).stdout(Stdio::piped()),
+            None => proxy
+                .arg("--log")
+                .arg(dir.path().join("audit.jsonl"))
+                .stdout(Stdio::null()),
+        };
+        let mut child = proxy
             .args(["--listen", "127.0.0.1:0"])
             .args(flags)
             .arg("--")
             .args(command)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
             .stderr(File::create(dir.path().join("stderr.log")).unwrap())
             .spawn()
             .unwrap();
@@ -146,6 +162,32 @@ impl Bridge {
 
     fn stderr(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap()
+    }
+
+    /// Everything the proxy wrote to its stdout (a pipe), once it has exited.
+    fn stdout(&mut self) -> String {
+        let mut out = String::new();
+        if let Some(mut pipe) = self.child.stdout.take() {
+            pipe.read_to_string(&mut out).unwrap();
+        }
+        out
+    }
+
+    /// SIGTERM; waits for the proxy to exit.
+    fn terminate(&mut self) -> ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "the proxy did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// The proxy's live child processes (the server processes), by pid.
@@ -805,21 +847,77 @@ fn sigterm_stops_every_server_process() {
     initialize(&b.addr);
     initialize(&b.addr);
     let pids = b.wait_children(2);
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(b.child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(s) = b.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "the proxy did not stop");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = b.terminate();
     assert!(status.success(), "{status}: {}", b.stderr());
     assert!(pids.iter().all(|p| !alive(*p)), "{pids:?} still running");
+}
+
+// === audit records on stdout (the Kubernetes container log) ===
+
+#[test]
+fn audit_records_go_to_the_proxys_stdout_pipe() {
+    // `/dev/stdout` is what the operator injects; `-` says the same.
+    for log in ["/dev/stdout", "-"] {
+        let mut b = Bridge::auditing_to_stdout(DENY_GET_ENV, log);
+        let id = initialize(&b.addr);
+        let echo = call(&b.addr, &id, BOTH, 1, "echo", json!({"message": "hi"}));
+        assert_eq!(echo.response(1)["result"]["content"][0]["text"], "Echo: hi");
+        let blocked = call(&b.addr, &id, BOTH, 2, "get-env", json!({}));
+        assert_eq!(blocked.response(2)["error"]["code"], -32600);
+        let status = b.terminate();
+        assert!(status.success(), "{log}: {status}: {}", b.stderr());
+        // Only audit records: the server's stdout goes to the proxy, never to the proxy's stdout.
+        let out = b.stdout();
+        let records: Vec<Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{log}: {e}: {l}")))
+            .collect();
+        assert_eq!(
+            mcp_guard_proxy::audit::verify_chain(&out),
+            Ok(records.len()),
+            "{log}: {out}"
+        );
+        assert_eq!(records[0]["prev"], mcp_guard_proxy::audit::GENESIS);
+        let calls: Vec<(&Value, &Value)> = records
+            .iter()
+            .filter(|r| r["type"] == "tools/call")
+            .map(|r| (&r["tool"], &r["outcome"]))
+            .collect();
+        assert_eq!(
+            calls,
+            [
+                (&json!("echo"), &json!("allowed")),
+                (&json!("get-env"), &json!("blocked"))
+            ],
+            "{log}: {out}"
+        );
+        let last = records.last().unwrap();
+        assert_eq!(last["type"], "proxy_summary", "{log}: {out}");
+        assert_eq!(last["calls"], 2);
+    }
+}
+
+#[test]
+fn audit_on_stdout_is_refused_where_stdout_carries_the_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.yaml");
+    std::fs::write(&policy, DENY_GET_ENV).unwrap();
+    for log in ["-", "/dev/stdout"] {
+        let out = Command::new(proxy_bin())
+            .arg("--policy")
+            .arg(&policy)
+            .args(["--log", log, "--", "true"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{log}: {err}");
+        assert!(
+            err.contains(&format!("--log {log}:")) && err.contains("--listen"),
+            "{log}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{log}: nothing reaches the client");
+    }
 }
 
 // === --install-to ===

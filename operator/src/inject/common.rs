@@ -11,25 +11,23 @@ use mcp_guard_crds::names::config_map_name;
 
 use super::naming::Taken;
 use super::{
-    AUDIT_FILE, AUDIT_MOUNT, AUDIT_VOLUME, BIN_MOUNT, BIN_VOLUME, HEALTH_PATH, POLICY_FILE,
-    POLICY_MOUNT, POLICY_VOLUME, PROXY_UID,
+    AUDIT_LOG, BIN_MOUNT, BIN_VOLUME, HEALTH_PATH, POLICY_FILE, POLICY_MOUNT, POLICY_VOLUME,
+    PROXY_UID,
 };
 
 /// The volumes we add, with the names picked for them.
 #[derive(Debug, Clone)]
 pub(super) struct Volumes {
     policy: String,
-    audit: String,
     bin: Option<String>,
     config_map: String,
 }
 
 impl Volumes {
-    /// Picks free names for the policy and audit volumes, and the bin volume for `stdio`.
+    /// Picks a free name for the policy volume, and for the bin volume with `stdio`.
     pub(super) fn new(taken: &mut Taken, policy: &str, stdio: bool) -> Self {
         Volumes {
             policy: taken.volume(POLICY_VOLUME),
-            audit: taken.volume(AUDIT_VOLUME),
             bin: stdio.then(|| taken.volume(BIN_VOLUME)),
             config_map: config_map_name(policy),
         }
@@ -46,18 +44,14 @@ impl Volumes {
             }),
             ..Volume::default()
         });
-        volumes.push(empty_dir(&self.audit));
         if let Some(bin) = &self.bin {
             volumes.push(empty_dir(bin));
         }
     }
 
-    /// The mounts of the container running the proxy: the policy (read-only) and the audit log.
+    /// The mounts of the container running the proxy: the policy (read-only).
     pub(super) fn proxy_mounts(&self) -> Vec<VolumeMount> {
-        vec![
-            mount(&self.policy, POLICY_MOUNT, true),
-            mount(&self.audit, AUDIT_MOUNT, false),
-        ]
+        vec![mount(&self.policy, POLICY_MOUNT, true)]
     }
 
     /// The bin volume's mount, writable for the install init container, read-only elsewhere.
@@ -102,7 +96,7 @@ pub(super) fn proxy_args(listen: i32, upstream: Option<i32>, metrics: i32) -> Ve
         "--metrics".to_owned(),
         format!("0.0.0.0:{metrics}"),
         "--log".to_owned(),
-        AUDIT_FILE.to_owned(),
+        AUDIT_LOG.to_owned(),
     ]);
     args
 }

@@ -2,8 +2,9 @@
 //!
 //! The init container [`INSTALL_CONTAINER`](super::INSTALL_CONTAINER) copies the proxy binary into the
 //! emptyDir mounted at [`BIN_MOUNT`]; the server container's command becomes
-//! `/mcp-guard/bin/mcp-guard-proxy --policy ... --listen 0.0.0.0:P --metrics 0.0.0.0:M --log ... --
-//! <command...> <args...>` (args cleared), so clients reach the server as Streamable HTTP on port P.
+//! `/mcp-guard/bin/mcp-guard-proxy --policy ... --listen 0.0.0.0:P --metrics 0.0.0.0:M --log /dev/stdout
+//! -- <command...> <args...>` (args cleared), so clients reach the server as Streamable HTTP on port P.
+//! The server's stdout is piped to the proxy, so the container's stdout carries only audit records.
 //! The server container's own security context, resources and probes are kept; it only gains the
 //! metrics port, `POD_NAME`/`POD_NAMESPACE`, the mounts, and `/healthz` probes where it had none.
 
@@ -17,8 +18,8 @@ use super::common::{
 use super::naming::Taken;
 use super::ports;
 use super::{
-    AUDIT_MOUNT, BIN_MOUNT, DEFAULT_STDIO_PORT, INSTALL_CONTAINER, InjectConfig, InjectError,
-    METRICS_PORT_NAME, POLICY_MOUNT, PROXY_PATH_IN_BIN, PROXY_PATH_IN_IMAGE, STDIO_PORT_NAME,
+    BIN_MOUNT, DEFAULT_STDIO_PORT, INSTALL_CONTAINER, InjectConfig, InjectError, METRICS_PORT_NAME,
+    POLICY_MOUNT, PROXY_PATH_IN_BIN, PROXY_PATH_IN_IMAGE, STDIO_PORT_NAME,
 };
 
 /// The port the proxy serves the stdio server on.
@@ -47,7 +48,7 @@ pub(super) fn inject(
             container: server.name.clone(),
         });
     };
-    for path in [BIN_MOUNT, POLICY_MOUNT, AUDIT_MOUNT] {
+    for path in [BIN_MOUNT, POLICY_MOUNT] {
         let clash = server
             .volume_mounts
             .iter()
