@@ -308,10 +308,32 @@ int mg_connect6(struct bpf_sock_addr *ctx)
 }
 
 /*
- * confineListeners. A wildcard bind is rewritten to loopback (event: rewritten); a bind to loopback
- * passes; a bind to any other address is refused (event: denied). Datagram sockets binding port 0
- * are clients picking an ephemeral port and pass untouched. Fails closed: a slot without rules is
- * treated as confined.
+ * Whether the IPv6 socket being bound is IPv6-only (IPV6_V6ONLY, or net.ipv6.bindv6only when it was
+ * created): such a socket cannot take a v4-mapped address (bind fails with EINVAL). bpf_getsockopt
+ * does not offer IPV6_V6ONLY, so the bit is read from the socket through the BTF casts of TCP and
+ * UDP sockets (the sockets whose bind reaches cgroup/bind6, UDP-Lite aside); any other socket counts
+ * as dual-stack, the kernel's default. The casts and the read need CAP_PERFMON at load time (the
+ * DaemonSet grants it); checked on Debian's 6.1 (tests/kernel_qemu.rs) and newer kernels.
+ */
+static __always_inline int mg_v6only(struct bpf_sock_addr *ctx)
+{
+	struct sock *sk = (struct sock *)bpf_skc_to_tcp6_sock(ctx->sk);
+	if (!sk)
+		sk = (struct sock *)bpf_skc_to_udp6_sock(ctx->sk);
+	if (!sk)
+		return 0;
+	return BPF_CORE_READ_BITFIELD(sk, __sk_common.skc_ipv6only);
+}
+
+/*
+ * confineListeners. A wildcard bind is rewritten to loopback (event: rewritten, with the address
+ * asked for); a bind to loopback passes; a bind to any other address is refused (event: denied).
+ * 0.0.0.0 becomes 127.0.0.1. For IPv6, `::` of a dual-stack socket (the default, and what Node's
+ * listen(port) and Go's Listen(":port") bind) becomes the v4-mapped ::ffff:127.0.0.1, so the proxy's
+ * connection to 127.0.0.1 reaches it (an IPv6 client on ::1 does not); `::` of an IPv6-only socket
+ * becomes ::1; ::ffff:0.0.0.0 becomes ::ffff:127.0.0.1. Datagram sockets binding port 0 are clients
+ * picking an ephemeral port and pass untouched. Fails closed: a slot without rules is treated as
+ * confined.
  */
 static __always_inline int mg_bind(struct bpf_sock_addr *ctx, int v6)
 {
@@ -339,7 +361,12 @@ static __always_inline int mg_bind(struct bpf_sock_addr *ctx, int v6)
 			/* the event carries the address asked for */
 			mg_net_event(MG_KIND_BIND, MG_VERDICT_REWRITTEN, MG_REASON_RULE, cgid, slot, 6,
 				     addr, port);
-			ctx->user_ip6[3] = mapped ? bpf_htonl(0x7f000001) : bpf_htonl(1);
+			if (!mapped && mg_v6only(ctx)) {
+				ctx->user_ip6[3] = bpf_htonl(1);
+			} else {
+				ctx->user_ip6[2] = bpf_htonl(0xffff);
+				ctx->user_ip6[3] = bpf_htonl(0x7f000001);
+			}
 			return 1;
 		}
 		mg_net_event(MG_KIND_BIND, MG_VERDICT_DENIED, MG_REASON_BIND_ADDR, cgid, slot, 6, addr,

@@ -236,6 +236,40 @@ else
   check agent-logs-lsm-unavailable $? "no log line saying BPF LSM is unavailable: $(grep -i lsm $ALOG | head -n 3)"
 fi
 
+# ---- confineListeners: a wildcard listener of the guarded cgroup ends up on loopback -----------------
+# listen_in CGROUP PORT: busybox `nc -l -p PORT` (binds [::]:PORT, dual-stack unless
+# net.ipv6.bindv6only=1) in the cgroup, in the background (LPID); LADDR: where it is bound (netstat).
+listen_in() {
+  sh -c 'echo $$ > "$0/cgroup.procs" || exit 99; exec nc -l -p "$1"' "$CG/$1" "$2" </dev/null >/dev/null 2>&1 &
+  LPID=$!
+  _t=0
+  while [ $_t -lt 25 ] && ! netstat -ltn | grep -q ":$2 "; do usleep 200000; _t=$((_t + 1)); done
+  LADDR=$(netstat -ltn | grep ":$2 " | awk '{print $4}')
+}
+stop_listener() { kill $LPID 2>/dev/null; wait $LPID 2>/dev/null; }
+listen_in free 9093
+[ "$LADDR" = ":::9093" ]
+check free-listener-wildcard $? "want :::9093 (not confined), got '$LADDR'"
+stop_listener
+# Dual-stack: v4-mapped 127.0.0.1, where the proxy connects; refused on the guest's other address
+# (first: nc -l serves one connection).
+listen_in guarded 9093
+[ "$LADDR" = "::ffff:127.0.0.1:9093" ]
+check guarded-listener-v4-loopback $? "want ::ffff:127.0.0.1:9093, got '$LADDR'"
+out=$(run_in free nc -w 5 10.1.2.3 9093 </dev/null)
+expect_output guarded-listener-refused-outside "$out" "Connection refused"
+out=$(run_in guarded nc -w 5 127.0.0.1 9093 </dev/null)
+[ $? = 0 ] && echo "$out" | grep -q '^pid=' && [ "$(echo "$out" | grep -vc '^pid=')" = 0 ]
+check guarded-listener-reachable-on-127 $? "want a connection to 127.0.0.1:9093, got: $out"
+stop_listener
+# IPv6-only (cannot take a v4-mapped address): ::1.
+echo 1 > /proc/sys/net/ipv6/bindv6only
+listen_in guarded 9094
+echo 0 > /proc/sys/net/ipv6/bindv6only
+[ "$LADDR" = "::1:9094" ]
+check guarded-v6only-listener-v6-loopback $? "want ::1:9094, got '$LADDR'"
+stop_listener
+
 # ---- the agent is still up, and stops cleanly on SIGTERM ----------------------------------------------
 kill -0 $APID 2>/dev/null
 check agent-alive $? "the agent exited during the checks: $(tail -n 5 $ALOG)"

@@ -1,12 +1,13 @@
 //! On the host kernel, as root: the cgroup sock_addr programs, loaded by the real agent binary in
 //! standalone mode, refuse egress (connect4/connect6) for a process inside the guarded cgroup,
-//! allow the same connections outside it, rewrite wildcard binds to loopback, and report each
-//! denial and rewrite as an event with the right fields. See `host_support` for the setup.
+//! allow the same connections outside it, rewrite wildcard binds to loopback (where the proxy, and
+//! only it, still reaches the server), and report each denial and rewrite as an event with the
+//! right fields. See `host_support` for the setup.
 #![allow(clippy::unwrap_used)]
 
 mod host_support;
 
-use host_support::{EPERM, TestEnv, root_or_skip, run_child};
+use host_support::{ECONNREFUSED, EPERM, TestEnv, root_or_skip, run_child};
 use serde_json::Value;
 
 #[test]
@@ -143,34 +144,43 @@ fn wildcard_binds_are_rewritten_to_loopback() {
     let binds = [
         "bind 0.0.0.0:9090",
         "bind [::]:9093",
+        "bind [::ffff:0.0.0.0]:9094",
+        "udp-bind [::]:9095",
         "bind 127.0.0.1:9091",
         "bind 192.0.2.77:9092",
     ];
     let outside = run_child(&steps(&binds));
     assert_eq!(outside.result("bind 0.0.0.0:9090"), "ok 0.0.0.0");
     assert_eq!(outside.result("bind [::]:9093"), "ok ::");
+    assert_eq!(
+        outside.result("bind [::ffff:0.0.0.0]:9094"),
+        "ok ::ffff:0.0.0.0"
+    );
+    assert_eq!(outside.result("udp-bind [::]:9095"), "ok ::");
     assert_eq!(outside.result("bind 192.0.2.77:9092"), "ok 192.0.2.77");
 
     let mut plan = vec![format!("enter {}", guarded.display())];
     plan.extend(steps(&binds));
     let inside = run_child(&plan);
-    assert_eq!(
-        inside.result("bind 0.0.0.0:9090"),
-        "ok 127.0.0.1",
-        "{inside:#?}"
-    );
-    assert_eq!(inside.result("bind [::]:9093"), "ok ::1", "{inside:#?}");
-    assert_eq!(
-        inside.result("bind 127.0.0.1:9091"),
-        "ok 127.0.0.1",
-        "{inside:#?}"
-    );
-    assert_eq!(inside.result("bind 192.0.2.77:9092"), EPERM, "{inside:#?}");
+    for (step, result) in [
+        ("bind 0.0.0.0:9090", "ok 127.0.0.1"),
+        // a dual-stack socket (std does not set IPV6_V6ONLY): IPv4 loopback, v4-mapped
+        ("bind [::]:9093", "ok ::ffff:127.0.0.1"),
+        ("bind [::ffff:0.0.0.0]:9094", "ok ::ffff:127.0.0.1"),
+        ("udp-bind [::]:9095", "ok ::ffff:127.0.0.1"),
+        ("bind 127.0.0.1:9091", "ok 127.0.0.1"),
+        ("bind 192.0.2.77:9092", EPERM),
+    ] {
+        assert_eq!(inside.result(step), result, "{step}: {inside:#?}");
+    }
 
+    // The events carry the address asked for, not the rewritten one.
     let cgroup_id = mcp_guard_agent::bpf::fs::cgroup_id(&guarded).unwrap();
     for (addr, verdict, port) in [
         ("0.0.0.0", "rewritten", 9090),
         ("::", "rewritten", 9093),
+        ("::ffff:0.0.0.0", "rewritten", 9094),
+        ("::", "rewritten", 9095),
         ("192.0.2.77", "denied", 9092),
     ] {
         let ev = env.wait_event(|e| e["addr"] == addr && e["port"] == port);
@@ -179,6 +189,89 @@ fn wildcard_binds_are_rewritten_to_loopback() {
         assert_eq!(ev["cgroup_id"], cgroup_id, "{ev}");
         assert_eq!(ev["pid"], inside.pid, "{ev}");
         assert_eq!(ev["comm"], Value::from(inside.comm.as_str()), "{ev}");
+    }
+    assert_eq!(env.events().len(), 5, "{:#?}", env.events());
+    agent.stop();
+}
+
+/// What the rewrite is for: the server stays reachable for its proxy (which connects to
+/// 127.0.0.1) and for nobody else. A dual-stack `[::]` listener (Node's `listen(port)`, Go's
+/// `Listen(":port")`) bound in the guarded cgroup answers 127.0.0.1 from that cgroup, and refuses a
+/// client outside the cgroup on the namespace's other addresses, which reach the same listener
+/// when it is bound outside the guarded cgroup. An IPv6-only socket (which cannot take a v4-mapped
+/// address) is confined to `[::1]` instead.
+#[test]
+fn confined_wildcard_listener_is_reachable_on_loopback_only() {
+    if !root_or_skip("confined_wildcard_listener_is_reachable_on_loopback_only") {
+        return;
+    }
+    let env = TestEnv::new("reach");
+    let guarded = env.cgroup("guarded");
+    let other = env.cgroup("other");
+    let agent = env.start_agent(&env.policy(CONFINE_POLICY), &[&guarded]);
+    let enter_guarded = format!("enter {}", guarded.display());
+    let enter_other = format!("enter {}", other.display());
+    let from_outside = [
+        "connect 127.0.0.1:9093",
+        "connect 192.0.2.77:9093",
+        "connect [2001:db8::77]:9093",
+    ];
+
+    // Bound outside the guarded cgroup: every address of the namespace reaches it.
+    let mut plan = vec![enter_other.clone(), "bind [::]:9093".to_owned()];
+    plan.extend(steps(&from_outside));
+    let free = run_child(&plan);
+    assert_eq!(free.result("bind [::]:9093"), "ok ::", "{free:#?}");
+    for step in from_outside {
+        assert_eq!(free.result(step), "ok", "{step} (not confined): {free:#?}");
+    }
+
+    // Bound inside: IPv4 loopback only (and not ::1, which the v4-mapped address does not cover).
+    let mut plan = vec![enter_guarded.clone()];
+    plan.extend(steps(&[
+        "bind [::]:9093",
+        "connect 127.0.0.1:9093",
+        "connect [::1]:9093",
+    ]));
+    plan.push(enter_other.clone());
+    plan.extend(steps(&from_outside[1..]));
+    let confined = run_child(&plan);
+    for (step, result) in [
+        ("bind [::]:9093", "ok ::ffff:127.0.0.1"),
+        ("connect 127.0.0.1:9093", "ok"),
+        ("connect [::1]:9093", ECONNREFUSED),
+        ("connect 192.0.2.77:9093", ECONNREFUSED),
+        ("connect [2001:db8::77]:9093", ECONNREFUSED),
+    ] {
+        assert_eq!(confined.result(step), result, "{step}: {confined:#?}");
+    }
+
+    // IPv6-only (net.ipv6.bindv6only=1 in the child's namespace, as IPV6_V6ONLY would): ::1.
+    let mut plan = steps(&["sysctl net.ipv6.bindv6only=1"]);
+    plan.push(enter_guarded);
+    plan.extend(steps(&[
+        "bind [::]:9094",
+        "udp-bind [::]:9095",
+        "connect [::1]:9094",
+    ]));
+    plan.push(enter_other);
+    plan.extend(steps(&["connect [2001:db8::77]:9094"]));
+    let v6only = run_child(&plan);
+    for (step, result) in [
+        ("sysctl net.ipv6.bindv6only=1", "ok"),
+        ("bind [::]:9094", "ok ::1"),
+        ("udp-bind [::]:9095", "ok ::1"),
+        ("connect [::1]:9094", "ok"),
+        ("connect [2001:db8::77]:9094", ECONNREFUSED),
+    ] {
+        assert_eq!(v6only.result(step), result, "{step}: {v6only:#?}");
+    }
+
+    // One rewrite event per confined bind, none for the unguarded cgroup.
+    for (port, pid) in [(9093, confined.pid), (9094, v6only.pid), (9095, v6only.pid)] {
+        let ev = env.wait_event(|e| e["addr"] == "::" && e["port"] == port);
+        assert_eq!(ev["verdict"], "rewritten", "{ev}");
+        assert_eq!(ev["pid"], pid, "{ev}");
     }
     assert_eq!(env.events().len(), 3, "{:#?}", env.events());
     agent.stop();

@@ -12,7 +12,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -274,13 +274,16 @@ pub fn run_child(plan: &[String]) -> ChildReport {
 }
 
 /// The child's side. Steps: `listen ADDR` (a TCP listener, kept open), `enter DIR` (move this
-/// process into a cgroup), `connect ADDR`, `bind ADDR` (reports the bound address). Exits the
-/// process when done; returns at once without a plan.
+/// process into a cgroup), `connect ADDR`, `bind ADDR` (a TCP listener, kept open; reports the
+/// bound address), `udp-bind ADDR` (the same with a UDP socket), `sysctl KEY=VALUE` (in the child's own network namespace, e.g.
+/// `net.ipv6.bindv6only=1`: IPv6 sockets made afterwards are IPv6-only). Exits the process when
+/// done; returns at once without a plan.
 pub fn helper_main() {
     let Ok(plan) = std::env::var("MG_HELPER_PLAN") else {
         return;
     };
     let mut keep = Vec::new();
+    let mut keep_udp = Vec::new();
     let mut out = std::io::stdout().lock();
     writeln!(out, "MG-PID {}", std::process::id()).unwrap();
     let comm = std::fs::read_to_string("/proc/thread-self/comm").unwrap_or_default();
@@ -304,6 +307,16 @@ pub fn helper_main() {
                 keep.push(l);
                 Ok(format!("ok {}", a.ip()))
             }),
+            "udp-bind" => UdpSocket::bind(arg.parse::<SocketAddr>().unwrap()).and_then(|s| {
+                let a = s.local_addr()?;
+                keep_udp.push(s);
+                Ok(format!("ok {}", a.ip()))
+            }),
+            "sysctl" => {
+                let (key, value) = arg.split_once('=').expect("sysctl KEY=VALUE");
+                let file = Path::new("/proc/sys").join(key.replace('.', "/"));
+                std::fs::write(file, value).map(|()| "ok".to_owned())
+            }
             other => panic!("unknown step {other}"),
         };
         let shown = match result {
@@ -317,3 +330,4 @@ pub fn helper_main() {
 }
 
 pub const EPERM: &str = "errno 1";
+pub const ECONNREFUSED: &str = "errno 111";
