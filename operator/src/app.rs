@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::inject::InjectConfig;
 use crate::leader::{self, Election};
 use crate::metrics::{self, Metrics};
+use crate::owner;
 use crate::reconcile::{self, policy_resource};
 use crate::tls::{self, CertResolver};
 use crate::webhook::rotation::{self, Managed, Registration};
@@ -75,6 +76,12 @@ pub async fn run(args: Args, explicit_listen: bool, shutdown: CancellationToken)
         }
     }
 
+    // In a cluster, the Deployment running this pod owns the Secret and the Lease (deleted with it).
+    let owner = match args.webhook_url {
+        None => owner::find(&client, &args.namespace, args.identity.as_deref()).await,
+        Some(_) => None,
+    };
+
     // The serving certificate: loaded before the server accepts anything.
     let resolver = CertResolver::new();
     let cert_task = match &args.cert_dir {
@@ -97,6 +104,7 @@ pub async fn run(args: Args, explicit_listen: bool, shutdown: CancellationToken)
                 metrics: metrics.clone(),
                 namespace: args.namespace.clone(),
                 secret: args.cert_secret.clone(),
+                owner: owner.clone(),
                 settings,
                 resolver: resolver.clone(),
                 registration: match &args.webhook_url {
@@ -147,6 +155,7 @@ pub async fn run(args: Args, explicit_listen: bool, shutdown: CancellationToken)
         identity: identity.clone(),
         duration: args.lease_duration,
         grace: args.lease_grace,
+        owner,
     };
     let ctx = reconcile::Context::new(client.clone(), metrics.clone(), &identity);
     leader::run(

@@ -4,17 +4,25 @@
 //! The controller starts when this replica acquires the lease and stops (gracefully, finishing the
 //! reconcile in flight) when it loses it. On shutdown the lease is released, so another replica
 //! takes over at once instead of waiting for it to expire.
+//!
+//! `kube-lease-manager` creates the Lease; when the operator runs in a Deployment ([`crate::owner`]),
+//! a JSON merge patch then adds an owner reference to it (once: a Lease that has it is left alone).
 
 use std::future::Future;
 use std::sync::Arc;
 
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::owner;
+use crate::reconcile::FIELD_MANAGER;
 
 /// Lease settings.
 #[derive(Debug, Clone)]
@@ -26,6 +34,8 @@ pub struct Election {
     pub duration: u64,
     /// Seconds before expiry at which the holder renews.
     pub grace: u64,
+    /// The operator's Deployment, set as the Lease's owner; `None` outside a Deployment.
+    pub owner: Option<OwnerReference>,
 }
 
 /// Runs `lead(stop)` whenever this replica holds the lease; `stop` resolves when leadership is lost
@@ -41,7 +51,7 @@ where
     F: FnMut(CancellationToken) -> Fut,
     Fut: Future<Output = ()>,
 {
-    let manager = LeaseManagerBuilder::new(client, &election.lease)
+    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease)
         .with_namespace(&election.namespace)
         .with_identity(&election.identity)
         .with_duration(election.duration)
@@ -54,6 +64,11 @@ where
                 election.namespace, election.lease
             ))
         })?;
+    if let Some(owner) = &election.owner
+        && let Err(e) = own(&client, &election, owner, &metrics).await
+    {
+        tracing::warn!(error = %e, "the leader Lease has no owner; it will outlive the Deployment");
+    }
     let (mut leading, task) = manager.watch().await;
     loop {
         if !wait_for(&mut leading, true, &shutdown).await {
@@ -89,6 +104,41 @@ where
         Ok(Err(e)) => tracing::warn!(error = %e, "could not release the leader lease"),
         Err(e) => tracing::warn!(error = %e, "leader election task failed"),
     }
+    Ok(())
+}
+
+/// Adds `owner` to the Lease's owner references unless it is there (or the Lease is gone).
+async fn own(
+    client: &Client,
+    election: &Election,
+    owner: &OwnerReference,
+    metrics: &Metrics,
+) -> Result<()> {
+    let api = Api::<Lease>::namespaced(client.clone(), &election.namespace);
+    let what = |action: &str| format!("{action} Lease {}/{}", election.namespace, election.lease);
+    let Some(lease) = api
+        .get_opt(&election.lease)
+        .await
+        .map_err(Error::kube(what("reading")))?
+    else {
+        return Ok(());
+    };
+    if owner::is_owned_by(&lease.metadata, owner) {
+        return Ok(());
+    }
+    // A merge patch cannot create the Lease, and replaces only this list.
+    let patch = serde_json::json!({
+        "metadata": {"ownerReferences": owner::with_owner(&lease.metadata, Some(owner))}
+    });
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    };
+    api.patch(&election.lease, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(Error::kube(what("setting the owner of")))?;
+    metrics.wrote("lease");
+    tracing::info!(lease = %election.lease, deployment = %owner.name, "leader Lease now owned by the Deployment");
     Ok(())
 }
 

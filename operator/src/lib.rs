@@ -7,6 +7,8 @@
 //!   served by every replica. The injection itself is the pure [`inject::inject`].
 //! * `certs`: the webhook's CA and serving certificate, kept in a Secret and rotated before expiry;
 //!   `tls` serves whatever certificate is current without restarting.
+//! * `owner`: the operator's own Deployment, which owns that Secret and the Lease, so they are
+//!   deleted with it.
 #![forbid(unsafe_code)]
 pub mod app;
 pub mod certs;
@@ -15,6 +17,7 @@ pub mod error;
 pub mod inject;
 pub mod leader;
 pub mod metrics;
+pub mod owner;
 pub mod reconcile;
 pub mod tls;
 pub mod webhook;

@@ -7,6 +7,10 @@
 //! Rounds run when [`certs::next_check`] says something is due, and at least every [`POLL`], which
 //! is how replicas that did not write pick up a new certificate.
 //!
+//! When the operator runs in a Deployment ([`crate::owner`]), the Secret is written with an owner
+//! reference to it, and an existing Secret without one (written outside a Deployment, or by an
+//! earlier version) gets it added, its content untouched. A Secret that has it is not written again.
+//!
 //! Directory mode (`--cert-dir`, e.g. cert-manager): the files are re-read every [`POLL`]; caBundles
 //! are cert-manager's business.
 
@@ -16,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::api::{Api, PostParams};
@@ -26,6 +30,7 @@ use super::register;
 use crate::certs::{self, CertSettings, Material, Plan};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::owner;
 use crate::tls::CertResolver;
 
 /// The longest time between two rounds.
@@ -50,6 +55,8 @@ pub struct Managed {
     pub metrics: Arc<Metrics>,
     pub namespace: String,
     pub secret: String,
+    /// The operator's Deployment, set as the Secret's owner; `None` outside a Deployment.
+    pub owner: Option<OwnerReference>,
     pub settings: CertSettings,
     pub resolver: Arc<CertResolver>,
     pub registration: Registration,
@@ -60,6 +67,7 @@ impl std::fmt::Debug for Managed {
         f.debug_struct("Managed")
             .field("namespace", &self.namespace)
             .field("secret", &self.secret)
+            .field("owner", &self.owner.as_ref().map(|o| &o.name))
             .field("registration", &self.registration)
             .finish_non_exhaustive()
     }
@@ -103,7 +111,17 @@ impl Managed {
             .map_err(|e| Error::Cert(e.to_string()))?
         {
             Plan::Keep => {
-                current.ok_or_else(|| Error::Cert("plan kept a missing certificate".into()))?
+                let material =
+                    current.ok_or_else(|| Error::Cert("plan kept a missing certificate".into()))?;
+                if let (Some(secret), Some(owner)) = (&existing, &self.owner) {
+                    match self.adopt(&api, secret, owner).await {
+                        Ok(()) => {}
+                        // Another replica wrote first: read again, next round.
+                        Err(e) if e.is_conflict() => return Ok(Duration::ZERO),
+                        Err(e) => return Err(e),
+                    }
+                }
+                material
             }
             Plan::Write { material, reason } => {
                 match self.write(&api, existing.as_ref(), &material).await {
@@ -167,6 +185,10 @@ impl Managed {
                 resource_version: existing.and_then(|s| s.metadata.resource_version.clone()),
                 annotations: Some(annotations),
                 labels: Some(labels),
+                owner_references: owner::with_owner(
+                    existing.map_or(&ObjectMeta::default(), |s| &s.metadata),
+                    self.owner.as_ref(),
+                ),
                 ..ObjectMeta::default()
             },
             type_: Some("kubernetes.io/tls".to_owned()),
@@ -183,6 +205,31 @@ impl Managed {
         }
         .map_err(Error::kube(what))?;
         self.metrics.wrote("secret");
+        Ok(())
+    }
+
+    /// Adds `owner` to the owner references of `existing` when it is missing (replace at the read
+    /// resourceVersion; nothing else changes).
+    async fn adopt(
+        &self,
+        api: &Api<Secret>,
+        existing: &Secret,
+        owner: &OwnerReference,
+    ) -> Result<()> {
+        if owner::is_owned_by(&existing.metadata, owner) {
+            return Ok(());
+        }
+        let mut secret = existing.clone();
+        secret.metadata.owner_references = owner::with_owner(&existing.metadata, Some(owner));
+        secret.metadata.managed_fields = None;
+        api.replace(&self.secret, &PostParams::default(), &secret)
+            .await
+            .map_err(Error::kube(format!(
+                "setting the owner of Secret {}/{}",
+                self.namespace, self.secret
+            )))?;
+        self.metrics.wrote("secret");
+        tracing::info!(secret = %self.secret, deployment = %owner.name, "webhook certificate Secret now owned by the Deployment");
         Ok(())
     }
 }

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -76,10 +76,27 @@ impl Operator {
     /// As in a cluster: no `--webhook-url`; the webhook configurations (created beforehand, as the
     /// chart does) are only given the operator's CA bundle. Serves on a fresh loopback port.
     pub fn start_in_cluster_mode(api: &ApiServer, identity: &str, extra: &[&str]) -> Result<Self> {
+        Self::start_in_cluster_mode_as(api, identity, None, extra)
+    }
+
+    /// Like [`Operator::start_in_cluster_mode`], acting as `user` when given (the admin credentials
+    /// impersonate it), e.g. `system:serviceaccount:mcp-guard:mcp-guard-operator` with the chart's RBAC.
+    pub fn start_in_cluster_mode_as(
+        api: &ApiServer,
+        identity: &str,
+        user: Option<&str>,
+        extra: &[&str],
+    ) -> Result<Self> {
         let webhook: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
         let listen = webhook.to_string();
-        Self::spawn(
-            api,
+        let dir = tempfile::tempdir()?;
+        let kubeconfig = match user {
+            Some(user) => impersonating(api, user, dir.path())?,
+            None => api.kubeconfig().to_path_buf(),
+        };
+        Self::spawn_in(
+            dir,
+            &kubeconfig,
             identity,
             webhook,
             &[&["--webhook-listen", &listen], extra].concat(),
@@ -87,11 +104,26 @@ impl Operator {
     }
 
     fn spawn(api: &ApiServer, identity: &str, webhook: SocketAddr, extra: &[&str]) -> Result<Self> {
+        Self::spawn_in(
+            tempfile::tempdir()?,
+            api.kubeconfig(),
+            identity,
+            webhook,
+            extra,
+        )
+    }
+
+    fn spawn_in(
+        dir: tempfile::TempDir,
+        kubeconfig: &Path,
+        identity: &str,
+        webhook: SocketAddr,
+        extra: &[&str],
+    ) -> Result<Self> {
         let metrics: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-        let dir = tempfile::tempdir()?;
         let log = dir.path().join("operator.log");
         let child = Command::new(env!("CARGO_BIN_EXE_mcp-guard-operator"))
-            .env("KUBECONFIG", api.kubeconfig())
+            .env("KUBECONFIG", kubeconfig)
             .env(
                 "RUST_LOG",
                 "info,mcp_guard_operator=debug,kube_lease_manager=warn",
@@ -206,6 +238,18 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A copy of the API server's kubeconfig (in `dir`) whose users act as `user` (kubeconfig `as`).
+fn impersonating(api: &ApiServer, user: &str, dir: &Path) -> Result<PathBuf> {
+    let mut config: serde_json::Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(api.kubeconfig())?)?;
+    for u in config["users"].as_array_mut().context("kubeconfig users")? {
+        u["user"]["as"] = user.into();
+    }
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, serde_json::to_vec(&config)?)?; // JSON is YAML
+    Ok(path)
 }
 
 /// A plain HTTP/1.0 GET of `path` on `addr`; the status code and body.
