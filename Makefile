@@ -8,7 +8,7 @@
 CARGO ?= cargo
 export MCP_GUARD_CACHE ?= $(HOME)/.cache/mcp-guard
 
-.PHONY: help bpf-tools build test gen check-generated fmt fmt-check lint check-policies apiserver peers kernel test-kernel demo bench corpus check-corpus images clean
+.PHONY: help bpf-tools build test gen check-generated fmt fmt-check lint check-policies apiserver peers kernel test-kernel node e2e e2e-node demo bench corpus check-corpus images clean
 
 help: ## Show the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 20
@@ -39,6 +39,7 @@ fmt-check: ## Fail on unformatted code.
 
 lint: bpf-tools ## clippy with warnings as errors.
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy -p mcp-guard-e2e --test scenario --locked -- -D warnings
 
 check-policies: ## Check every library policy with the shipped checker.
 	$(CARGO) run -q --locked -p mcp-guard-policy -- check policies/library/*.yaml
@@ -57,6 +58,15 @@ test-kernel: kernel ## The agent in a QEMU guest with BPF LSM: files, exec, netw
 
 check-corpus: ## Validate the corpus files (format, session rules, secret markers).
 	@python3 sidecar/tests/corpus/validate.py >/dev/null
+
+node: ## Build (once, cached) the single-node Kubernetes the node e2e runs: kubelet & co. from Debian's sources, containerd, runc, CNI.
+	@e2e/harness/node-build.sh >/dev/null
+
+e2e: ## The e2e scenario against the cluster KUBECONFIG points at (chart values for it in MCP_GUARD_E2E_VALUES; docs/e2e.md).
+	$(CARGO) test --locked -p mcp-guard-e2e --test scenario
+
+e2e-node: ## The e2e scenario on a real node on this host (root): build, images, start, chart, scenario, teardown.
+	@e2e/harness/e2e-node.sh
 
 # The kernel tests (test-kernel) run inside `cargo test --workspace` (node-agent/tests/kernel_qemu.rs);
 # the `kernel` prerequisite installs QEMU and busybox-static when missing and builds the guest first.
@@ -77,9 +87,10 @@ bench: bpf-tools ## Latency and throughput: direct, bare relay, mcp-guard-proxy,
 	$(CARGO) bench -q --locked -p mcp-guard-proxy --bench latency
 	$(CARGO) bench -q --locked -p mcp-guard-agent --bench bpf
 
-images: ## Build the three images with Docker (where a Docker engine exists, e.g. GitHub Actions).
+images: ## Build the images with Docker (where a Docker engine exists, e.g. GitHub Actions); e2e-node packs the same without Docker.
 	@for t in proxy operator agent; do \
 	  docker build -f images/Dockerfile --target $$t -t mcp-guard-$$t:dev . || exit 1; done
+	docker build -f images/mcp-server-everything.Dockerfile -t mcp-server-everything:dev images
 
 clean: ## Remove build output (the cache in $(MCP_GUARD_CACHE) stays).
 	$(CARGO) clean

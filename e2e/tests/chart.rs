@@ -163,6 +163,46 @@ fn defaults_render_a_least_privilege_fail_closed_install() -> Result<()> {
     Ok(())
 }
 
+/// `apiServer` points the operator and the node-agent at an API server address for clusters where
+/// the `kubernetes` Service does not route (no kube-proxy); by default nothing overrides it.
+#[test]
+fn api_server_values_override_the_in_cluster_address() -> Result<()> {
+    let env_of = |objs: &[Value], kind: &str, name: &str| {
+        find(objs, kind, name)["spec"]["template"]["spec"]["containers"][0]["env"].to_string()
+    };
+    let defaults = objects(&helm::render("mcp-guard", NS, &json!({}))?);
+    for (kind, name) in [
+        ("Deployment", "mcp-guard-operator"),
+        ("DaemonSet", "mcp-guard-agent"),
+    ] {
+        assert!(!env_of(&defaults, kind, name).contains("KUBERNETES_SERVICE_HOST"));
+    }
+    let values = json!({"apiServer": {"host": "10.88.0.1", "port": 16443}});
+    let objs = objects(&helm::render("mcp-guard", NS, &values)?);
+    for (kind, name) in [
+        ("Deployment", "mcp-guard-operator"),
+        ("DaemonSet", "mcp-guard-agent"),
+    ] {
+        let env = env_of(&objs, kind, name);
+        assert!(
+            env.contains(r#"{"name":"KUBERNETES_SERVICE_HOST","value":"10.88.0.1"}"#)
+                && env.contains(r#"{"name":"KUBERNETES_SERVICE_PORT","value":"16443"}"#),
+            "{kind} {name}: {env}"
+        );
+    }
+    let err = helm::render(
+        "mcp-guard",
+        NS,
+        &json!({"apiServer": {"host": "10.88.0.1"}}),
+    )
+    .expect_err("a host without a port");
+    assert!(
+        err.to_string().contains("apiServer.port is required"),
+        "{err}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_rendered_chart_applies_to_a_real_api_server() -> Result<()> {
     let api = ApiServer::start()?;

@@ -35,6 +35,16 @@ app.kubernetes.io/component: node-agent
 {{- default (printf "%s/mcp-guard-proxy:%s" .Values.image.registry (include "mcp-guard.tag" .)) .Values.proxy.image -}}
 {{- end -}}
 
+{{/* The API server address, when the values override the in-cluster one (client libraries read these). */}}
+{{- define "mcp-guard.apiServerEnv" -}}
+{{- if .Values.apiServer.host }}
+- name: KUBERNETES_SERVICE_HOST
+  value: {{ .Values.apiServer.host | quote }}
+- name: KUBERNETES_SERVICE_PORT
+  value: {{ required "apiServer.port is required with apiServer.host" .Values.apiServer.port | toString | quote }}
+{{- end }}
+{{- end -}}
+
 {{/* The pod security context every mcp-guard container without kernel duties runs with. */}}
 {{- define "mcp-guard.restricted" -}}
 runAsNonRoot: true
