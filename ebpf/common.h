@@ -10,12 +10,18 @@
 #ifndef MCP_GUARD_COMMON_H
 #define MCP_GUARD_COMMON_H
 
-/* Bumped on any incompatible change to a map below (pinned maps of another version are refused). */
-#define MG_LAYOUT_VERSION 1
+/* Bumped on any incompatible change to a map below. Version 2: mg_event gained guard_id (the
+ * loader still decodes version 1's 96-byte records), mg_settings.reserved became levels (a version 1
+ * map holds zeros there: no levels), and the public_ports map was added (created when missing). */
+#define MG_LAYOUT_VERSION 2
 
 /* The most policy slots (model::MAX_SLOTS) and guarded cgroups per node. */
 #define MG_MAX_SLOTS 256
 #define MG_MAX_CGROUPS 16384
+/* Public ports (wildcard binds left alone), summed over guarded cgroups. */
+#define MG_MAX_PUBLIC_PORTS 16384
+/* Cgroup levels at which the ancestors of the current task are looked up in guarded_cgroups. */
+#define MG_MAX_LEVELS 4
 /* File and exec rule entries, summed over slots (256 paths per list per policy). */
 #define MG_MAX_PATH_RULES 16384
 /* CIDR entries per address family, summed over slots. */
@@ -71,7 +77,9 @@
 #define MG_REASON_PORT 4          /* destination port in denyPorts */
 #define MG_REASON_BIND_ADDR 5     /* bind to a specific non-loopback address while confined */
 
-/* guarded_cgroups: key __u64 cgroup id, value __u32 slot. */
+/* guarded_cgroups: key __u64 cgroup id, value __u32 slot. A task is guarded when its own cgroup is a
+ * key, or (levels in mg_settings) its ancestor at one of the levels is: a guarded pod cgroup covers
+ * every container cgroup beneath it, from the container's first instruction. */
 
 /* mg_slot_config: ARRAY indexed by slot. */
 struct mg_slot_config {
@@ -79,10 +87,13 @@ struct mg_slot_config {
 	__u32 reserved;
 };
 
-/* mg_settings: ARRAY of one. */
+/* mg_settings: ARRAY of one. `levels`: the cgroup levels (0 is the root, 1 its children, ...) at
+ * which bpf_get_current_ancestor_cgroup_id() is looked up in guarded_cgroups when the task's own
+ * cgroup is not there, in this order (the agent writes the deepest first), ended by the first 0 (all
+ * 0: none, and the miss path stops there). */
 struct mg_settings {
 	__u32 flags;
-	__u32 reserved;
+	__u8 levels[MG_MAX_LEVELS];
 };
 
 /* mg_meta: ARRAY of one, written by the loader (which object created the pinned programs). */
@@ -120,6 +131,15 @@ struct mg_port_key {
 	__u32 port;
 };
 
+/* public_ports: HASH key (guard key, port in host order), value 1. A guard key is a guarded_cgroups
+ * key (in Kubernetes mode a pod cgroup): a TCP bind of a wildcard address to such a port by a task
+ * guarded through that key is left as it is (the pod's public ports: the proxy's listeners). */
+struct mg_public_port_key {
+	__u64 cgroup_id;
+	__u32 port;
+	__u32 pad; /* always 0 */
+};
+
 /* One ring buffer record (`events`). */
 struct mg_event {
 	__u64 cgroup_id;
@@ -136,6 +156,7 @@ struct mg_event {
 	__u16 port;     /* network: host byte order */
 	__u8 addr[16];  /* network: address (v4 in the first 4 bytes), network byte order */
 	char comm[16];
+	__u64 guard_id; /* the guarded_cgroups key that matched: cgroup_id or its ancestor (version 2) */
 };
 
 #endif /* MCP_GUARD_COMMON_H */

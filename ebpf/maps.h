@@ -58,6 +58,13 @@ struct {
 } deny_ports SEC(".maps");
 
 struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MG_MAX_PUBLIC_PORTS);
+	__type(key, struct mg_public_port_key);
+	__type(value, __u32);
+} public_ports SEC(".maps");
+
+struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);

@@ -3,9 +3,12 @@
  * mcp-guard's kernel side: BPF LSM (file_open, bprm_check_security) and cgroup sock_addr programs
  * (connect4/6, bind4/6), scoped to guarded cgroups. Loaded and pinned by node-agent/src/bpf.rs.
  *
- * Every program first looks up bpf_get_current_cgroup_id() in `guarded_cgroups` and returns at
- * once on a miss: unguarded processes pay one hash lookup. A guarded cgroup maps to a policy slot;
- * every rule map is keyed by slot. Each denial (and each bind rewrite) is one `events` record.
+ * Every program first finds the task's guard (mg_guard_of): bpf_get_current_cgroup_id() in
+ * `guarded_cgroups`, then, only when the agent configured levels (mg_settings.levels: it guards pod
+ * cgroups), the task's ancestor cgroup at each level. Unguarded processes pay one hash lookup and one
+ * array read when no level is configured, plus one helper call and one hash lookup per level when
+ * some are. A guard maps to a policy slot; every rule map is keyed by slot. Each denial (and each
+ * bind rewrite) is one `events` record.
  *
  * Failure behaviour, per program (see the comment above each):
  *   - LSM hooks fail OPEN when the slot has no rules installed (denying every open or exec would
@@ -34,9 +37,55 @@ static __always_inline void mg_count(__u32 idx)
 		__sync_fetch_and_add(n, 1);
 }
 
+/* What guards the current task: its own cgroup id, the guarded_cgroups key that matched (the same
+ * id, or an ancestor's) and that key's slot. */
+struct mg_guard {
+	__u64 cgid;
+	__u64 key;
+	__u32 slot;
+};
+
+/*
+ * Whether the current task is guarded (1, `g` filled) or not (0). Its own cgroup first (standalone
+ * mode's --cgroup directories, and container entries pinned by older agents); then, when levels are
+ * configured, its ancestor at each level (Kubernetes mode's pod cgroups: a container's cgroup
+ * created after its pod was guarded is covered from its first instruction). An ancestor level
+ * deeper than the task's own cgroup yields id 0, never a key.
+ */
+static __always_inline int mg_guard_of(struct mg_guard *g)
+{
+	__u64 cgid = bpf_get_current_cgroup_id();
+	__u32 *slotp = bpf_map_lookup_elem(&guarded_cgroups, &cgid);
+	g->cgid = cgid;
+	if (slotp) {
+		g->key = cgid;
+		g->slot = *slotp;
+		return 1;
+	}
+	__u32 zero = 0;
+	struct mg_settings *s = bpf_map_lookup_elem(&settings, &zero);
+	if (!s || !s->levels[0])
+		return 0;
+	for (int i = 0; i < MG_MAX_LEVELS; i++) {
+		int level = s->levels[i];
+		if (!level)
+			return 0;
+		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
+		if (!id || id == cgid)
+			continue;
+		slotp = bpf_map_lookup_elem(&guarded_cgroups, &id);
+		if (slotp) {
+			g->key = id;
+			g->slot = *slotp;
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* A zeroed event with the fields every kind has, or NULL (counted) when the ring buffer is full. */
 static __always_inline struct mg_event *mg_event_new(__u32 kind, __u32 verdict, __u32 reason,
-						     __u64 cgid, __u32 slot)
+						     const struct mg_guard *g)
 {
 	struct mg_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -47,8 +96,9 @@ static __always_inline struct mg_event *mg_event_new(__u32 kind, __u32 verdict, 
 	e->kind = kind;
 	e->verdict = verdict;
 	e->reason = reason;
-	e->cgroup_id = cgid;
-	e->slot = slot;
+	e->cgroup_id = g->cgid;
+	e->guard_id = g->key;
+	e->slot = g->slot;
 	e->pid = bpf_get_current_pid_tgid() >> 32;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	return e;
@@ -125,11 +175,10 @@ static __always_inline int mg_match_file(void *rules, __u32 slot, struct file *f
 static __always_inline int mg_file_verdict(void *rules, __u32 kind, __u32 any_flag,
 					   __u32 subtree_flag, struct file *file)
 {
-	__u64 cgid = bpf_get_current_cgroup_id();
-	__u32 *slotp = bpf_map_lookup_elem(&guarded_cgroups, &cgid);
-	if (!slotp)
+	struct mg_guard g;
+	if (!mg_guard_of(&g))
 		return 0;
-	__u32 slot = *slotp;
+	__u32 slot = g.slot;
 	struct mg_slot_config *cfg = bpf_map_lookup_elem(&slot_config, &slot);
 	if (!cfg)
 		return 0;
@@ -140,7 +189,7 @@ static __always_inline int mg_file_verdict(void *rules, __u32 kind, __u32 any_fl
 	struct mg_match m = {};
 	if (!mg_match_file(rules, slot, file, flags & subtree_flag, &m))
 		return 0;
-	struct mg_event *e = mg_event_new(kind, MG_VERDICT_DENIED, m.reason, cgid, slot);
+	struct mg_event *e = mg_event_new(kind, MG_VERDICT_DENIED, m.reason, &g);
 	if (e) {
 		e->dev = m.dev;
 		e->ino = m.ino;
@@ -175,10 +224,11 @@ int BPF_PROG(mg_bprm_check, struct linux_binprm *bprm, int ret)
 
 /* ---- network (cgroup sock_addr; return 1 = proceed, 0 = EPERM) ---- */
 
-static __always_inline void mg_net_event(__u32 kind, __u32 verdict, __u32 reason, __u64 cgid,
-					 __u32 slot, __u16 family, const __u32 *addr, __u16 port)
+static __always_inline void mg_net_event(__u32 kind, __u32 verdict, __u32 reason,
+					 const struct mg_guard *g, __u16 family, const __u32 *addr,
+					 __u16 port)
 {
-	struct mg_event *e = mg_event_new(kind, verdict, reason, cgid, slot);
+	struct mg_event *e = mg_event_new(kind, verdict, reason, g);
 	if (!e)
 		return;
 	e->family = family;
@@ -257,11 +307,10 @@ static __always_inline int mg_allowed_events(void)
 
 static __always_inline int mg_connect(struct bpf_sock_addr *ctx, int v6)
 {
-	__u64 cgid = bpf_get_current_cgroup_id();
-	__u32 *slotp = bpf_map_lookup_elem(&guarded_cgroups, &cgid);
-	if (!slotp)
+	struct mg_guard g;
+	if (!mg_guard_of(&g))
 		return 1;
-	__u32 slot = *slotp;
+	__u32 slot = g.slot;
 	__u16 port = bpf_ntohs((__u16)ctx->user_port);
 	__u32 addr[4] = {};
 	int family = 4;
@@ -285,9 +334,9 @@ static __always_inline int mg_connect(struct bpf_sock_addr *ctx, int v6)
 	else
 		ok = mg_egress(slot, v6, addr, port, &reason);
 	if (!ok)
-		mg_net_event(MG_KIND_CONNECT, MG_VERDICT_DENIED, reason, cgid, slot, family, addr, port);
+		mg_net_event(MG_KIND_CONNECT, MG_VERDICT_DENIED, reason, &g, family, addr, port);
 	else if (mg_allowed_events())
-		mg_net_event(MG_KIND_CONNECT, MG_VERDICT_ALLOWED, reason, cgid, slot, family, addr, port);
+		mg_net_event(MG_KIND_CONNECT, MG_VERDICT_ALLOWED, reason, &g, family, addr, port);
 	return ok;
 }
 
@@ -325,9 +374,21 @@ static __always_inline int mg_v6only(struct bpf_sock_addr *ctx)
 	return BPF_CORE_READ_BITFIELD(sk, __sk_common.skc_ipv6only);
 }
 
+/* Whether `port` is a public port of the task's guard: a TCP listener the pod serves on every
+ * address (the injected proxy's --listen and --metrics ports). */
+static __always_inline int mg_public_port(struct bpf_sock_addr *ctx, const struct mg_guard *g,
+					  __u16 port)
+{
+	if (ctx->type != SOCK_STREAM)
+		return 0;
+	struct mg_public_port_key k = { .cgroup_id = g->key, .port = port };
+	return bpf_map_lookup_elem(&public_ports, &k) != 0;
+}
+
 /*
  * confineListeners. A wildcard bind is rewritten to loopback (event: rewritten, with the address
- * asked for); a bind to loopback passes; a bind to any other address is refused (event: denied).
+ * asked for), unless it is a TCP bind to one of the guard's public ports, which passes untouched; a
+ * bind to loopback passes; a bind to any other address is refused (event: denied).
  * 0.0.0.0 becomes 127.0.0.1. For IPv6, `::` of a dual-stack socket (the default, and what Node's
  * listen(port) and Go's Listen(":port") bind) becomes the v4-mapped ::ffff:127.0.0.1, so the proxy's
  * connection to 127.0.0.1 reaches it (an IPv6 client on ::1 does not); `::` of an IPv6-only socket
@@ -337,11 +398,10 @@ static __always_inline int mg_v6only(struct bpf_sock_addr *ctx)
  */
 static __always_inline int mg_bind(struct bpf_sock_addr *ctx, int v6)
 {
-	__u64 cgid = bpf_get_current_cgroup_id();
-	__u32 *slotp = bpf_map_lookup_elem(&guarded_cgroups, &cgid);
-	if (!slotp)
+	struct mg_guard g;
+	if (!mg_guard_of(&g))
 		return 1;
-	__u32 slot = *slotp;
+	__u32 slot = g.slot;
 	struct mg_slot_config *cfg = bpf_map_lookup_elem(&slot_config, &slot);
 	if (cfg && (cfg->flags & MG_SLOT_ACTIVE) && !(cfg->flags & MG_SLOT_CONFINE_LISTENERS))
 		return 1;
@@ -358,9 +418,11 @@ static __always_inline int mg_bind(struct bpf_sock_addr *ctx, int v6)
 			return 1;
 		int mapped = mg_is_v4_mapped(addr);
 		if ((mapped || (addr[0] == 0 && addr[1] == 0 && addr[2] == 0)) && addr[3] == 0) {
+			if (mg_public_port(ctx, &g, port))
+				return 1;
 			/* the event carries the address asked for */
-			mg_net_event(MG_KIND_BIND, MG_VERDICT_REWRITTEN, MG_REASON_RULE, cgid, slot, 6,
-				     addr, port);
+			mg_net_event(MG_KIND_BIND, MG_VERDICT_REWRITTEN, MG_REASON_RULE, &g, 6, addr,
+				     port);
 			if (!mapped && mg_v6only(ctx)) {
 				ctx->user_ip6[3] = bpf_htonl(1);
 			} else {
@@ -369,20 +431,20 @@ static __always_inline int mg_bind(struct bpf_sock_addr *ctx, int v6)
 			}
 			return 1;
 		}
-		mg_net_event(MG_KIND_BIND, MG_VERDICT_DENIED, MG_REASON_BIND_ADDR, cgid, slot, 6, addr,
-			     port);
+		mg_net_event(MG_KIND_BIND, MG_VERDICT_DENIED, MG_REASON_BIND_ADDR, &g, 6, addr, port);
 		return 0;
 	}
 	addr[0] = ctx->user_ip4;
 	if (mg_is_loopback4(addr[0]))
 		return 1;
 	if (addr[0] == 0) {
-		mg_net_event(MG_KIND_BIND, MG_VERDICT_REWRITTEN, MG_REASON_RULE, cgid, slot, 4, addr,
-			     port);
+		if (mg_public_port(ctx, &g, port))
+			return 1;
+		mg_net_event(MG_KIND_BIND, MG_VERDICT_REWRITTEN, MG_REASON_RULE, &g, 4, addr, port);
 		ctx->user_ip4 = bpf_htonl(0x7f000001);
 		return 1;
 	}
-	mg_net_event(MG_KIND_BIND, MG_VERDICT_DENIED, MG_REASON_BIND_ADDR, cgid, slot, 4, addr, port);
+	mg_net_event(MG_KIND_BIND, MG_VERDICT_DENIED, MG_REASON_BIND_ADDR, &g, 4, addr, port);
 	return 0;
 }
 

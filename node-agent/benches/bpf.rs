@@ -3,8 +3,11 @@
 //! 1. The average run time per call of `cgroup/connect4`, `connect6`, `bind4` and `bind6`
 //!    (`run_time_ns / run_cnt` of `BPF_OBJ_GET_INFO_BY_FD`, counted while `BPF_ENABLE_STATS` is
 //!    held, which is what `sysctl kernel.bpf_stats_enabled=1` switches on), on the miss path (the
-//!    calling process is in an unguarded cgroup: one hash lookup) and on the hit path (in a guarded
-//!    cgroup, to an allowed non-loopback destination: the lookup plus the rule evaluation).
+//!    calling process is in an unguarded cgroup: one hash lookup and one array read while no levels
+//!    are set, as on a node without guarded pods; plus, per level, one helper call and one hash
+//!    lookup with the two levels a node with guarded pods sets) and on the hit path (to an allowed
+//!    non-loopback destination from a guarded cgroup: the lookup plus the rule evaluation; and from
+//!    a container cgroup beneath a guarded pod cgroup, found at its level).
 //! 2. connect() latency (TCP, and UDP where connect() is one cheap syscall) from a process in an
 //!    unguarded cgroup with no programs attached, with the programs attached (miss path), and from
 //!    a guarded cgroup (hit path).
@@ -23,8 +26,14 @@
 //! <cgroup v2 root>/mcp-guard-bench-<pid>/empty                  the empty connect4 program
 //! <cgroup v2 root>/mcp-guard-bench-<pid>/attached/unguarded     programs attached: miss path
 //! <cgroup v2 root>/mcp-guard-bench-<pid>/attached/guarded       guarded with slot 0: hit path
+//! <cgroup v2 root>/mcp-guard-bench-<pid>/attached/pod-other/c   miss path, levels set
+//! <cgroup v2 root>/mcp-guard-bench-<pid>/attached/pod/c         `pod` guarded: hit through the pod
 //! /sys/fs/bpf/mcp-guard-bench-<pid>                             the pins
 //! ```
+//!
+//! The levels are those of `attached` and `attached/pod` (2 and 3 below the cgroup v2 root, like
+//! `kubepods/burstable` and a Guaranteed pod's `kubepods/pod<uid>`, and a Burstable pod's
+//! `kubepods/burstable/pod<uid>`): set while the last two phases run, unset during the others.
 //!
 //! Each measurement runs in a child (this binary again) in a network namespace of its own with
 //! 192.0.2.77 and 2001:db8::77 on its loopback interface (not loopback addresses, so the egress
@@ -39,7 +48,7 @@
 //! 20000; UDP connects are 2.5 times as many, binds a quarter) tune the run. Prints a Markdown
 //! report and writes it to target/bench/bpf.md. Without root it says why and exits 0.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -52,6 +61,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, bail};
 use aya::programs::ProgramInfo;
 use mcp_guard_agent::bpf::{self, Capabilities, Capability, LoadOptions, Loaded};
+use mcp_guard_agent::model::{Enforcer, Levels};
 use mcp_guard_agent::rules::{HostResolver, slot_rules};
 use mcp_guard_agent::standalone::load_policy;
 
@@ -146,18 +156,40 @@ enum Phase {
     Miss,
     /// Guarded cgroup under the attachment point.
     Hit,
+    /// Unguarded cgroup two levels down, while two levels are set (pods are guarded on the node).
+    MissPods,
+    /// A cgroup beneath a guarded (pod) cgroup, found at its level.
+    HitPod,
 }
 
 impl Phase {
-    const ALL: [Phase; 4] = [Phase::Plain, Phase::Empty, Phase::Miss, Phase::Hit];
+    const ALL: [Phase; 6] = [
+        Phase::Plain,
+        Phase::Empty,
+        Phase::Miss,
+        Phase::Hit,
+        Phase::MissPods,
+        Phase::HitPod,
+    ];
 
     fn label(self) -> &'static str {
         match self {
             Phase::Plain => "unguarded cgroup, programs not attached",
             Phase::Empty => "unguarded cgroup, an empty connect4 program attached",
-            Phase::Miss => "unguarded cgroup, programs attached (miss path)",
+            Phase::Miss => "unguarded cgroup, programs attached, no levels set (miss path)",
             Phase::Hit => "guarded cgroup, allowed destination (hit path)",
+            Phase::MissPods => {
+                "unguarded cgroup, programs attached, two levels set (miss path, pods guarded)"
+            }
+            Phase::HitPod => {
+                "container cgroup of a guarded pod cgroup, allowed destination (hit at a level)"
+            }
         }
+    }
+
+    /// Whether the levels are set while it runs.
+    fn levels(self) -> bool {
+        matches!(self, Phase::MissPods | Phase::HitPod)
     }
 }
 
@@ -512,6 +544,8 @@ fn run() -> Result<String> {
         (Phase::Empty, base.join("empty")),
         (Phase::Miss, attached.join("unguarded")),
         (Phase::Hit, attached.join("guarded")),
+        (Phase::MissPods, attached.join("pod-other/c")),
+        (Phase::HitPod, attached.join("pod/c")),
     ]
     .into();
     for dir in cgroups.values() {
@@ -549,9 +583,18 @@ fn run() -> Result<String> {
     let policy = load_policy(&policy_path)?;
     let rules = slot_rules(&policy.runtime, &[PathBuf::from("/")], &HostResolver).rules;
     let guarded_id = bpf::fs::cgroup_id(&cgroups[&Phase::Hit])?;
+    let pod = attached.join("pod");
+    let pod_id = bpf::fs::cgroup_id(&pod)?;
+    let level = |dir: &Path| -> Result<u32> {
+        let relative = dir.strip_prefix(&cgroup_root)?;
+        Ok(u32::try_from(relative.components().count())?)
+    };
+    let levels = Levels::from([level(&attached)?, level(&pod)?]);
     loaded.enforcer.reconcile(
         &BTreeMap::from([(0, rules)]),
-        &BTreeMap::from([(guarded_id, 0)]),
+        &BTreeMap::from([(guarded_id, 0), (pod_id, 0)]),
+        &BTreeSet::new(),
+        &Levels::new(),
     )?;
     res.loaded = Some(loaded);
     let (probe, lsm_note) = load_probe(&pin_dir, &cgroups[&Phase::Empty])?;
@@ -573,6 +616,14 @@ fn run() -> Result<String> {
         // rotate the order, so no phase always runs first (or right after another)
         for i in 0..Phase::ALL.len() {
             let phase = Phase::ALL[(round + i) % Phase::ALL.len()];
+            if let Some(loaded) = res.loaded.as_mut() {
+                let set = if phase.levels() {
+                    levels.clone()
+                } else {
+                    Levels::new()
+                };
+                loaded.enforcer.set_levels(&set)?;
+            }
             for (group, ops) in GROUPS {
                 let before = program_stats(&pin_dir)?;
                 let timings = run_child(&cgroups[&phase], ops, &counts)
@@ -761,20 +812,26 @@ fn report(meta: &Meta, r: &Results) -> String {
     );
     let _ = writeln!(
         s,
-        "| program, calls | miss path ns/call (unguarded cgroup) | hit path ns/call (guarded, \
-         allowed) | calls per round |"
+        "| program, calls | miss path ns/call (unguarded cgroup, no levels set) | miss path, two \
+         levels set (pods guarded on the node) | hit path ns/call (guarded, allowed) | hit through \
+         a guarded pod cgroup | calls per round |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|");
     for (prog, group, label) in PROGRAM_ROWS {
         let (miss, calls) = per_call(r, Phase::Miss, group, prog);
+        let (miss_pods, _) = per_call(r, Phase::MissPods, group, prog);
         let (hit, _) = per_call(r, Phase::Hit, group, prog);
-        let _ = writeln!(s, "| {label} | {miss} | {hit} | {calls} |");
+        let (hit_pod, _) = per_call(r, Phase::HitPod, group, prog);
+        let _ = writeln!(
+            s,
+            "| {label} | {miss} | {miss_pods} | {hit} | {hit_pod} | {calls} |"
+        );
     }
     for (group, what) in [("tcp", "TCP connects"), ("udp", "UDP connect()s")] {
         let (empty, calls) = per_call(r, Phase::Empty, group, EMPTY_PROGRAM);
         let _ = writeln!(
             s,
-            "| for scale: a connect4 program that only returns 1, {what} | {empty} | | {calls} |"
+            "| for scale: a connect4 program that only returns 1, {what} | {empty} | | | | {calls} |"
         );
     }
     // Where each program is not attached it must not have run at all.
@@ -786,7 +843,7 @@ fn report(meta: &Meta, r: &Results) -> String {
             match phase {
                 Phase::Plain => true,
                 Phase::Empty => !empty,
-                Phase::Miss | Phase::Hit => empty,
+                Phase::Miss | Phase::Hit | Phase::MissPods | Phase::HitPod => empty,
             }
         })
         .flat_map(|(_, rounds)| rounds.iter().map(|(_, c)| c))

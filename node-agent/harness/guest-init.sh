@@ -124,7 +124,7 @@ READY_RE='^mcp-guard-agent: ready$'
 # start_agent CHECK LOG EVENTS: start it in the background (APID), wait for its ready line.
 start_agent() {
   : > "$3"
-  $AGENT --policy $POLICY --cgroup $CG/guarded --pin-dir $PIN --events "$3" > "$2" 2>&1 &
+  $AGENT --policy $POLICY --cgroup $CG/guarded --public-port 9095 --pin-dir $PIN --events "$3" > "$2" 2>&1 &
   APID=$!
   _t=0
   while ! grep -Eq "$READY_RE" "$2" 2>/dev/null; do
@@ -269,6 +269,53 @@ echo 0 > /proc/sys/net/ipv6/bindv6only
 [ "$LADDR" = "::1:9094" ]
 check guarded-v6only-listener-v6-loopback $? "want ::1:9094, got '$LADDR'"
 stop_listener
+
+# ---- a cgroup created beneath the guarded one after it was guarded (a pod's container) --------------
+# The programs find its ancestor at the guarded cgroup's level (bpf_get_current_ancestor_cgroup_id, in
+# the LSM and the cgroup sock_addr programs alike); the agent does nothing for it.
+mkdir -p $CG/guarded/nested
+NESTED_ID=$(stat -c %i $CG/guarded/nested)
+grep -q 'and every cgroup beneath it (level 1)' $ALOG
+check agent-sets-level $? "no 'every cgroup beneath it (level 1)' in the agent's log: $(grep guarding $ALOG)"
+out=$(run_in guarded/nested nc -w 5 10.1.2.3 80 </dev/null); NESTED_CONNECT_PID=$(pid_of "$out")
+expect_denied nested-connect-denied "$out"
+if [ "$MODE" = lsm ]; then
+  out=$(run_in guarded/nested cat /srv/secret.txt); NESTED_FILE_PID=$(pid_of "$out")
+  expect_denied nested-file-denied "$out"
+  out=$(run_in guarded/nested /usr/local/bin/denied-tool)
+  expect_denied nested-exec-denied "$out"
+  out=$(run_in guarded/nested cat /srv/ok.txt)
+  expect_output nested-other-file-allowed "$out" ok-content
+fi
+listen_in guarded/nested 9096
+[ "$LADDR" = "::ffff:127.0.0.1:9096" ]
+check nested-listener-v4-loopback $? "want ::ffff:127.0.0.1:9096, got '$LADDR'"
+stop_listener
+# A public port (--public-port 9095, the proxy's listener in a pod) keeps its wildcard address, and is
+# reachable from outside the guarded cgroup.
+listen_in guarded/nested 9095
+[ "$LADDR" = ":::9095" ]
+check nested-public-port-wildcard $? "want :::9095 (a public port, untouched), got '$LADDR'"
+out=$(run_in free nc -w 5 10.1.2.3 9095 </dev/null)
+[ $? = 0 ] && echo "$out" | grep -q '^pid=' && [ "$(echo "$out" | grep -vc '^pid=')" = 0 ]
+check public-port-reachable-outside $? "want a connection to 10.1.2.3:9095 from free, got: $out"
+stop_listener
+# The events name the nested cgroup and the guarded cgroup whose entry matched.
+GID="\"guard_cgroup_id\":[[:space:]]*$GUARDED_ID[,}]"
+NID="\"cgroup_id\":[[:space:]]*$NESTED_ID[,}]"
+want_nested() {
+  grep "\"pid\":${NESTED_CONNECT_PID:-x}," $EVENTS | grep '"kind":"connect"' | grep -Eq "$NID" &&
+    grep "\"pid\":${NESTED_CONNECT_PID:-x}," $EVENTS | grep -Eq "$GID"
+}
+t=0
+while ! want_nested && [ $t -lt 50 ]; do usleep 200000; t=$((t + 1)); done
+want_nested
+check event-nested-guard-id $? "no connect event with cgroup_id=$NESTED_ID guard_cgroup_id=$GUARDED_ID pid=$NESTED_CONNECT_PID"
+if [ "$MODE" = lsm ]; then
+  grep "\"pid\":${NESTED_FILE_PID:-x}," $EVENTS | grep '"kind":"file_open"' | grep -Eq "$NID" &&
+    grep "\"pid\":${NESTED_FILE_PID:-x}," $EVENTS | grep -Eq "$GID"
+  check event-nested-file-guard-id $? "no file_open event with cgroup_id=$NESTED_ID guard_cgroup_id=$GUARDED_ID pid=$NESTED_FILE_PID"
+fi
 
 # ---- the agent is still up, and stops cleanly on SIGTERM ----------------------------------------------
 kill -0 $APID 2>/dev/null

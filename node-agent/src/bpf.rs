@@ -10,8 +10,10 @@
 //! the agent exits; a restarted agent re-adopts them (see [`pins`]) and reconciles the maps through
 //! [`BpfEnforcer`]. [`unpin`] removes everything and so stops enforcement.
 //!
-//! Every program looks up the current cgroup id in `guarded_cgroups` first, so attaching at the
-//! root costs unguarded processes one hash lookup. Map layouts: `ebpf/common.h` and [`layout`].
+//! Every program looks up the current cgroup id in `guarded_cgroups` first, then, when levels are
+//! set ([`crate::model::Levels`]), the current task's ancestors at those levels; so attaching at
+//! the root costs unguarded processes one hash lookup and one array read, plus one helper call and
+//! one hash lookup per level. Map layouts: `ebpf/common.h` and [`layout`].
 
 pub mod enforcer;
 pub mod events;
@@ -101,7 +103,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     let btf = Btf::from_sys_fs().context("reading kernel BTF from /sys/kernel/btf/vmlinux")?;
     let maps_adopted = pins::map_path(pin_dir, layout::GUARDED_CGROUPS).exists();
     if maps_adopted {
-        pins::check_maps(pin_dir)?;
+        // A map this build adds is not pinned yet: the loader creates it.
+        pins::check_maps(pin_dir, true)?;
     }
     let paths: Vec<(&str, PathBuf)> = MAP_SPECS
         .iter()
@@ -113,7 +116,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         loader.map_pin_path(name, path.as_path());
     }
     let mut ebpf = loader.load(OBJECT).context("loading mcp_guard.bpf.o")?;
-    pins::check_maps(pin_dir)?;
+    pins::check_maps(pin_dir, false)?;
 
     let hash = layout::object_hash(OBJECT);
     let mut meta: Array<_, Meta> = take(&mut ebpf, layout::META)?;
@@ -151,6 +154,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         v4: take::<LpmTrie<_, _, _>>(&mut ebpf, layout::EGRESS_V4)?,
         v6: take::<LpmTrie<_, _, _>>(&mut ebpf, layout::EGRESS_V6)?,
         ports: take::<HashMap<_, _, _>>(&mut ebpf, layout::DENY_PORTS)?,
+        public: take::<HashMap<_, _, _>>(&mut ebpf, layout::PUBLIC_PORTS)?,
         settings: take::<Array<_, _>>(&mut ebpf, layout::SETTINGS)?,
         stats: take::<PerCpuArray<_, _>>(&mut ebpf, layout::STATS)?,
         paths: paths_index.clone(),

@@ -9,7 +9,10 @@
 //! | cgroupfs | `kubepods/burstable/pod<uid>`                                          | `<id>` / `crio-<id>` / `<id>`                           |
 //!
 //! Guaranteed pods sit directly under `kubepods`; systemd slice names carry the UID with `-`
-//! replaced by `_`. Everything here is a pure function of its inputs except [`HostCgroupFs`], the
+//! replaced by `_`. The kubelet's `--cgroup-root` ([`Layout::parent`]) goes in front of `kubepods`.
+//! Kubernetes mode guards the pod's directory ([`locate_pod`]), which exists before anything of the
+//! pod runs; the containers' directories ([`locate`]) are only needed to find a process of each
+//! (file and exec rules resolve inside its root) and to name the container in events. Everything here is a pure function of its inputs except [`HostCgroupFs`], the
 //! real filesystem behind the [`CgroupFs`] trait that tests replace. The cgroup id the kernel reports
 //! (`bpf_get_current_cgroup_id()`) is the inode number of the cgroup v2 directory.
 
@@ -208,6 +211,67 @@ pub fn detect_driver(fs: &dyn CgroupFs, layout: &Layout) -> Option<Driver> {
         .find(|&driver| fs.is_dir(&kubepods(driver)))
 }
 
+/// A pod's cgroup, found on the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodCgroup {
+    /// The absolute directory.
+    pub path: PathBuf,
+    /// Its cgroup id (the directory's inode).
+    pub id: u64,
+    /// Its level: how many directories below the cgroup v2 root it lies (what
+    /// `bpf_get_current_ancestor_cgroup_id()` takes to name it from any process beneath it).
+    pub level: u32,
+    pub driver: Driver,
+}
+
+/// The drivers to try, the detected one first.
+fn drivers(fs: &dyn CgroupFs, layout: &Layout) -> Vec<Driver> {
+    let mut drivers = Driver::ALL.to_vec();
+    if let Some(detected) = detect_driver(fs, layout) {
+        drivers.sort_by_key(|&d| d != detected);
+    }
+    drivers
+}
+
+/// Finds a pod's cgroup directory, trying both drivers (the detected one first) and, when the pod's
+/// status does not name its QoS class yet, every class. The kubelet creates it before anything of
+/// the pod runs (the sandbox and every container are created beneath it); `PodNotFound` means "not
+/// yet". `layout.mount` must be a mount of the whole hierarchy (its root is the cgroup v2 root), so
+/// that the path's depth below it is the cgroup's level.
+pub fn locate_pod(
+    fs: &dyn CgroupFs,
+    layout: &Layout,
+    qos: Option<QosClass>,
+    uid: &str,
+) -> Result<PodCgroup, CgroupError> {
+    if !uid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') || uid.is_empty() {
+        return Err(CgroupError::BadPodUid(uid.to_owned()));
+    }
+    let classes = qos.map_or(QosClass::ALL.to_vec(), |q| vec![q]);
+    for driver in drivers(fs, layout) {
+        for &class in &classes {
+            let relative = pod_cgroup(driver, &layout.parent, class, uid);
+            let path = layout.mount.join(&relative);
+            if fs.is_dir(&path) {
+                let id = fs.inode(&path).map_err(|e| CgroupError::Io {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                let level = u32::try_from(relative.components().count()).unwrap_or(u32::MAX);
+                return Ok(PodCgroup {
+                    path,
+                    id,
+                    level,
+                    driver,
+                });
+            }
+        }
+    }
+    Err(CgroupError::PodNotFound {
+        uid: uid.to_owned(),
+    })
+}
+
 /// A container's cgroup, found on the node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ContainerCgroup {
@@ -228,12 +292,8 @@ pub fn locate(
     uid: &str,
     container: &ContainerId,
 ) -> Result<ContainerCgroup, CgroupError> {
-    let mut drivers = Driver::ALL.to_vec();
-    if let Some(detected) = detect_driver(fs, layout) {
-        drivers.sort_by_key(|&d| d != detected);
-    }
     let classes = qos.map_or(QosClass::ALL.to_vec(), |q| vec![q]);
-    for &driver in &drivers {
+    for driver in drivers(fs, layout) {
         for &class in &classes {
             let path = layout.mount.join(container_cgroup(
                 driver,
@@ -314,6 +374,10 @@ pub enum CgroupError {
     BadContainerId(String),
     #[error("no cgroup directory for container {container} (yet)")]
     NotFound { container: String },
+    #[error("not a pod UID the agent understands: {0:?}")]
+    BadPodUid(String),
+    #[error("no cgroup directory for pod {uid} (yet)")]
+    PodNotFound { uid: String },
     #[error("{path}: {message}", path = path.display())]
     Io { path: PathBuf, message: String },
 }

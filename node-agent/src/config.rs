@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! mcp-guard-agent --probe                                   capability probe as JSON, exit 0
-//! mcp-guard-agent --policy FILE --cgroup DIR [--cgroup DIR ...] [--pin-dir DIR] [--events -|FILE]
-//!                                                           standalone: enforce one policy on cgroups
+//! mcp-guard-agent --policy FILE --cgroup DIR [--cgroup DIR ...] [--public-port PORT ...]
+//!                 [--pin-dir DIR] [--events -|FILE]        standalone: enforce one policy on cgroups
 //! mcp-guard-agent --unpin [--pin-dir DIR]                   remove every pin (stops enforcement)
 //! mcp-guard-agent [--kubernetes]                            Kubernetes mode (the default)
 //! ```
@@ -35,10 +35,15 @@ pub struct Cli {
     #[arg(long, value_name = "FILE", requires = "cgroups")]
     pub policy: Option<PathBuf>,
 
-    /// A cgroup v2 directory to guard (repeatable). Relative paths are taken under the cgroup v2
-    /// root.
+    /// A cgroup v2 directory to guard, with every cgroup beneath it (repeatable). Relative paths
+    /// are taken under the cgroup v2 root.
     #[arg(long = "cgroup", value_name = "DIR", requires = "policy")]
     pub cgroups: Vec<PathBuf>,
+
+    /// Standalone mode: a TCP port on which a wildcard bind in the --cgroup directories is left as
+    /// it is under `confineListeners` (repeatable): a public listener, like the injected proxy's.
+    #[arg(long = "public-port", value_name = "PORT", requires = "policy")]
+    pub public_ports: Vec<u16>,
 
     /// Where programs, links and maps are pinned.
     #[arg(long, value_name = "DIR", default_value = DEFAULT_PIN_DIR)]
@@ -77,6 +82,7 @@ pub enum EventsTo {
 pub struct StandaloneConfig {
     pub policy: PathBuf,
     pub cgroups: Vec<PathBuf>,
+    pub public_ports: Vec<u16>,
     pub pin_dir: PathBuf,
     pub events: EventsTo,
     pub allowed_egress_events: bool,
@@ -119,6 +125,7 @@ impl Cli {
             Some(policy) => Mode::Standalone(StandaloneConfig {
                 policy: policy.clone(),
                 cgroups: self.cgroups.clone(),
+                public_ports: self.public_ports.clone(),
                 pin_dir: self.pin_dir.clone(),
                 events: match self.events.as_str() {
                     "-" => EventsTo::Stdout,
@@ -148,13 +155,23 @@ mod tests {
     #[test]
     fn standalone() {
         let m = mode(&[
-            "--policy", "p.yaml", "--cgroup", "a", "--cgroup", "/b", "--events", "ev.jsonl",
+            "--policy",
+            "p.yaml",
+            "--cgroup",
+            "a",
+            "--cgroup",
+            "/b",
+            "--events",
+            "ev.jsonl",
+            "--public-port",
+            "8080",
         ])
         .expect("parses");
         let Mode::Standalone(c) = m else {
             panic!("standalone expected, got {m:?}")
         };
         assert_eq!(c.cgroups, vec![PathBuf::from("a"), PathBuf::from("/b")]);
+        assert_eq!(c.public_ports, vec![8080]);
         assert_eq!(c.events, EventsTo::File("ev.jsonl".into()));
         assert_eq!(c.pin_dir, PathBuf::from(DEFAULT_PIN_DIR));
     }

@@ -7,8 +7,13 @@
 //!   invalid one keeps the last good rules.
 //! * Every change recomputes the desired state ([`state::NodeState`]) and applies the difference
 //!   through the [`Enforcer`] ([`Reconciler`]); pods leaving and ConfigMaps changing act both ways.
-//!   Containers whose cgroup is not there yet (pods starting) and failed map updates are retried
-//!   every `retry_interval`; every `resync_interval` all cgroups are looked up afresh.
+//!   What is guarded is each pod's cgroup, as soon as the pod is on this node: the kubelet creates
+//!   it before the pod's sandbox and containers, and everything beneath it is confined from its
+//!   first instruction. Until it appears the pending pods' cgroups are polled every
+//!   `pod_poll_interval` (for at most `pod_poll_window`, then with the other retries). Containers
+//!   whose cgroup is not there yet (their file and exec rules resolve inside their root) and failed
+//!   map updates are retried every `retry_interval`; every `resync_interval` all cgroups are looked
+//!   up afresh.
 //! * Nothing is touched before the first full pod list, and cgroups of a policy whose ConfigMap is
 //!   not listed yet are left as they are, so a restarted agent adopts pinned state without a gap.
 //! * Kernel events from `events` are enriched with their pod and delivered to the [`EventSink`].
@@ -22,7 +27,7 @@
 pub mod pod;
 pub mod state;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -43,7 +48,7 @@ use crate::model::{Enforcer, KernelEvent};
 use crate::otlp::EventSink;
 use crate::probe::{NodeEvent, Report};
 use crate::rules::HostResolver;
-use crate::slots::{PolicyRef, Reconciler};
+use crate::slots::{Op, PolicyRef, Reconciler};
 use pod::{PodInfo, load_policy};
 use state::{NodeState, PolicyState, Summary};
 
@@ -63,6 +68,13 @@ pub struct Config {
     pub report: Report,
     /// How often pending containers and failed updates are retried.
     pub retry_interval: Duration,
+    /// How often the cgroups of pods that are not there yet are looked for (the kubelet creates a
+    /// pod's cgroup, then its sandbox and containers: the sooner the pod is guarded, the less of
+    /// its start escapes, and guarding takes effect from then on).
+    pub pod_poll_interval: Duration,
+    /// How long a pod's cgroup is polled for, from when the pod is first seen without it (a pod
+    /// the kubelet rejects never gets one); `retry_interval` applies after that.
+    pub pod_poll_window: Duration,
     /// How often every cgroup is looked up afresh.
     pub resync_interval: Duration,
 }
@@ -75,6 +87,8 @@ impl Config {
             proc_root: PathBuf::from("/proc"),
             report,
             retry_interval: Duration::from_secs(2),
+            pod_poll_interval: Duration::from_millis(20),
+            pod_poll_window: Duration::from_secs(60),
             resync_interval: Duration::from_secs(60),
         }
     }
@@ -130,9 +144,13 @@ pub async fn run<E: Enforcer>(
     let mut events = events.fuse();
     let mut tick = tokio::time::interval(config.retry_interval);
     let mut resync = tokio::time::interval(config.resync_interval);
+    let mut poll = tokio::time::interval(config.pod_poll_interval);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending_pods = PendingPods::default();
     tokio::pin!(shutdown);
 
     loop {
+        let polling = pending_pods.polling(config.pod_poll_window);
         tokio::select! {
             () = &mut shutdown => break,
             ev = pods.next() => match ev {
@@ -162,8 +180,9 @@ pub async fn run<E: Enforcer>(
             Some((policy, cm)) = cm_rx.recv() => {
                 dirty |= policy_changed(&mut state, &metrics, policy, cm.as_ref());
             }
-            Some(ev) = events.next() => sink.deliver(&ev, state.owner(ev.cgroup_id)),
+            Some(ev) = events.next() => sink.deliver(&ev, state.owner_of(&ev)),
             _ = tick.tick() => dirty |= retry,
+            _ = poll.tick(), if polling => dirty |= state.pods_appeared(&HostCgroupFs),
             _ = resync.tick() => {
                 state.forget_cgroups();
                 dirty = true;
@@ -186,11 +205,40 @@ pub async fn run<E: Enforcer>(
         }
         if dirty && synced {
             dirty = false;
-            retry = reconcile(&mut state, &mut reconciler, &mut enforcer, &metrics);
+            let summary = reconcile(&mut state, &mut reconciler, &mut enforcer, &metrics);
+            retry = summary.retry;
+            pending_pods.update(summary.pending_pods);
             metrics.set_ready(true);
         }
     }
     Ok(())
+}
+
+/// The pods whose cgroup is not there yet, and since when: polled for a while.
+#[derive(Debug, Default)]
+struct PendingPods(BTreeMap<String, tokio::time::Instant>);
+
+impl PendingPods {
+    fn update(&mut self, now_pending: BTreeSet<String>) {
+        let now = tokio::time::Instant::now();
+        self.0.retain(|pod, _| now_pending.contains(pod));
+        for pod in now_pending {
+            self.0.entry(pod).or_insert(now);
+        }
+    }
+
+    /// Whether a pod has been pending for less than `window`.
+    fn polling(&self, window: Duration) -> bool {
+        self.0.values().any(|since| since.elapsed() < window)
+    }
+}
+
+/// What a reconcile leaves to do.
+struct Leftover {
+    /// Something to retry on the next tick.
+    retry: bool,
+    /// Pods whose cgroup is not there yet.
+    pending_pods: BTreeSet<String>,
 }
 
 /// Applies a ConfigMap update; whether anything changed.
@@ -225,19 +273,22 @@ fn policy_changed(
     true
 }
 
-/// One reconcile with the real filesystem; whether a retry is needed.
+/// One reconcile with the real filesystem.
 fn reconcile<E: Enforcer>(
     state: &mut NodeState,
     reconciler: &mut Reconciler,
     enforcer: &mut E,
     metrics: &Metrics,
-) -> bool {
+) -> Leftover {
     let current = match Reconciler::current(enforcer) {
         Ok(c) => c,
         Err(e) => {
             tracing::warn!(error = %e, "could not read the guarded cgroups; retrying");
             metrics.map_update_error("read_guarded");
-            return true;
+            return Leftover {
+                retry: true,
+                pending_pods: BTreeSet::new(),
+            };
         }
     };
     let (desired, summary) = state.desired(&HostCgroupFs, &HostResolver, &current);
@@ -251,25 +302,47 @@ fn reconcile<E: Enforcer>(
         tracing::info!(
             updates = outcome.applied.len(),
             guarded = desired.cgroups.len(),
+            public_ports = desired.ports.len(),
+            levels = ?desired.levels,
             "kernel state updated"
         );
+    }
+    for (pod, id) in &summary.late {
+        let guarded = |op: &Op| matches!(op, Op::Guard(cg, _) if cg == id);
+        if outcome.applied.iter().any(guarded) {
+            tracing::warn!(
+                pod = %pod,
+                "guarded a pod whose containers already ran: what they did before (binds, \
+                 connects) was not confined; the agent was down or slow when the pod started"
+            );
+            metrics.late_pod();
+        }
     }
     if let Some(n) = outcome.guarded {
         metrics.set_guarded_cgroups(n);
     }
     metrics.set_policies(desired.rules.len());
     metrics.set_pods(state.pod_count());
+    metrics.set_pending_pods(summary.pending_pods.len());
     metrics.set_pending_containers(summary.pending.len());
     metrics.set_skipped_paths(summary.skipped.len());
-    !summary.pending.is_empty() || !outcome.failures.is_empty()
+    Leftover {
+        retry: !summary.pending.is_empty()
+            || !summary.pending_pods.is_empty()
+            || !outcome.failures.is_empty(),
+        pending_pods: summary.pending_pods.into_iter().collect(),
+    }
 }
 
 fn report(summary: &Summary) {
+    for p in &summary.pending_pods {
+        tracing::debug!(pod = %p, "pod cgroup not found yet; polling");
+    }
     for c in &summary.pending {
         tracing::debug!(container = %c, "container cgroup not found yet; retrying");
     }
     for e in &summary.errors {
-        tracing::warn!("cannot guard container {e}");
+        tracing::warn!("cannot guard {e}");
     }
     for s in &summary.skipped {
         tracing::debug!(path = %s.path, root = %s.root.display(), error = %s.error, "denied path not present; skipped");
@@ -378,5 +451,7 @@ pub async fn publish_node_event(
     }
 }
 
+#[cfg(test)]
+mod fixtures;
 #[cfg(test)]
 mod tests;

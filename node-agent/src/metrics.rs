@@ -63,6 +63,8 @@ pub struct Metrics {
     guarded_cgroups: Gauge,
     policies: Gauge,
     pods: Gauge,
+    pending_pods: Gauge,
+    late_pods: Counter,
     pending_containers: Gauge,
     skipped_paths: Gauge,
     map_update_errors: Family<OpLabel, Counter>,
@@ -94,7 +96,7 @@ impl Metrics {
         let guarded_cgroups = Gauge::default();
         registry.register(
             "guarded_cgroups",
-            "Container cgroups guarded on this node",
+            "Cgroups in the kernel's guarded map on this node: one per guarded pod (its pod cgroup, which covers its containers)",
             guarded_cgroups.clone(),
         );
         let policies = Gauge::default();
@@ -105,6 +107,18 @@ impl Metrics {
         );
         let pods = Gauge::default();
         registry.register("guarded_pods", "Guarded pods on this node", pods.clone());
+        let pending_pods = Gauge::default();
+        registry.register(
+            "pending_pods",
+            "Guarded pods whose pod cgroup the kubelet has not created yet (polled)",
+            pending_pods.clone(),
+        );
+        let late_pods = Counter::default();
+        registry.register(
+            "late_pods",
+            "Pods guarded only after a container of theirs had started (the agent was down or slow): their start was not confined",
+            late_pods.clone(),
+        );
         let pending_containers = Gauge::default();
         registry.register(
             "pending_containers",
@@ -120,7 +134,7 @@ impl Metrics {
         let map_update_errors = Family::<OpLabel, Counter>::default();
         registry.register(
             "map_update_errors",
-            "Failed kernel map updates by operation (set_rules, clear_rules, guard, unguard, read_guarded); retried",
+            "Failed kernel map updates by operation (set_rules, clear_rules, guard, unguard, open_port, close_port, set_levels, read_guarded); retried",
             map_update_errors.clone(),
         );
         let policy_errors = Family::<ReasonLabel, Counter>::default();
@@ -136,6 +150,8 @@ impl Metrics {
             guarded_cgroups,
             policies,
             pods,
+            pending_pods,
+            late_pods,
             pending_containers,
             skipped_paths,
             map_update_errors,
@@ -169,6 +185,14 @@ impl Metrics {
 
     pub fn set_pods(&self, n: usize) {
         self.pods.set(gauge(n));
+    }
+
+    pub fn set_pending_pods(&self, n: usize) {
+        self.pending_pods.set(gauge(n));
+    }
+
+    pub fn late_pod(&self) {
+        self.late_pods.inc();
     }
 
     pub fn set_pending_containers(&self, n: usize) {

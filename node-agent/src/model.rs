@@ -5,6 +5,7 @@
 //! discovery (pods, ConfigMaps) and standalone mode both produce these values and hand them to an
 //! [`Enforcer`]; the BPF implementation writes them into the kernel.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -14,6 +15,14 @@ pub type Slot = u32;
 
 /// The most policies one node can hold at once.
 pub const MAX_SLOTS: Slot = 256;
+
+/// Cgroup levels (depths below the cgroup v2 root: 1 for its children) at which a process's
+/// ancestors are looked up among the guarded cgroups when its own cgroup is not guarded. Guarding a
+/// cgroup at one of these levels guards everything beneath it, including cgroups created later.
+pub type Levels = BTreeSet<u32>;
+
+/// The most [`Levels`] the kernel looks up (`MG_MAX_LEVELS`); each level is at most 255.
+pub const MAX_LEVELS: usize = 4;
 
 /// A file or directory the kernel identifies by device and inode (as the LSM hooks see them: `dev`
 /// is the kernel's `s_dev` encoding, `major << 20 | minor`, not userspace `st_dev`).
@@ -62,6 +71,17 @@ pub trait Enforcer: Send {
     fn unguard(&mut self, cgroup_id: u64) -> Result<(), EnforceError>;
     /// The cgroups currently guarded, with their slots (to reconcile after a restart).
     fn guarded(&self) -> Result<Vec<(u64, Slot)>, EnforceError>;
+    /// Makes `port` a public port of the guarded cgroup `cgroup_id`: a TCP bind of a wildcard
+    /// address to it, by a process guarded through that cgroup, is left as it is.
+    fn open_port(&mut self, cgroup_id: u64, port: u16) -> Result<(), EnforceError>;
+    /// Removes a public port.
+    fn close_port(&mut self, cgroup_id: u64, port: u16) -> Result<(), EnforceError>;
+    /// The public ports, as (guarded cgroup, port).
+    fn public_ports(&self) -> Result<Vec<(u64, u16)>, EnforceError>;
+    /// Sets the [`Levels`] (at most [`MAX_LEVELS`], each in 1..=255).
+    fn set_levels(&mut self, levels: &Levels) -> Result<(), EnforceError>;
+    /// The [`Levels`] in force.
+    fn levels(&self) -> Result<Levels, EnforceError>;
 }
 
 /// A failure to update the kernel's state.
@@ -97,7 +117,10 @@ pub enum Verdict {
 pub struct KernelEvent {
     pub kind: EventKind,
     pub verdict: Verdict,
+    /// The cgroup of the process.
     pub cgroup_id: u64,
+    /// The guarded cgroup whose entry matched: `cgroup_id` itself, or the pod cgroup above it.
+    pub guard_cgroup_id: u64,
     pub slot: Slot,
     pub pid: u32,
     pub comm: String,

@@ -197,6 +197,10 @@ impl EventExporter {
         record.add_attribute("mcpguard.verdict", verdict_label(event.verdict));
         record.add_attribute("mcpguard.slot", i64::from(event.slot));
         record.add_attribute("mcpguard.cgroup_id", event.cgroup_id.to_string());
+        record.add_attribute(
+            "mcpguard.guard_cgroup_id",
+            event.guard_cgroup_id.to_string(),
+        );
         record.add_attribute("process.pid", i64::from(event.pid));
         record.add_attribute("process.command", event.comm.clone());
         if let Some(path) = &event.path {

@@ -2,21 +2,25 @@
 //!
 //! Each policy in use on the node (namespace/name) holds one [`Slot`] while at least one pod refers
 //! to it; freed slots are reused, lowest first. The [`Reconciler`] moves the kernel from what it
-//! holds ([`Enforcer::guarded`], and the rules this process installed) to a [`Desired`] state with
-//! the fewest calls, ordered so that no process is ever governed by the wrong rules:
+//! holds ([`Current`]: guarded cgroups, public ports, levels; and the rules this process installed)
+//! to a [`Desired`] state with the fewest calls, ordered so that no process is ever governed by the
+//! wrong rules and no pod's public port is confined:
 //!
-//! 1. unguard cgroups that are no longer wanted;
-//! 2. install rules that are new or changed (a reused slot gets its new rules here);
-//! 3. guard cgroups that are new or move to another slot (after their slot's rules are in place);
-//! 4. clear the rules of slots no cgroup uses any more.
+//! 1. set the levels (before any guard that needs them);
+//! 2. unguard cgroups that are no longer wanted;
+//! 3. close public ports no longer wanted, open new ones (before their cgroup is guarded);
+//! 4. install rules that are new or changed (a reused slot gets its new rules here);
+//! 5. guard cgroups that are new or move to another slot (after their slot's rules are in place);
+//! 6. unguard the entries the new guards replace ([`Desired::retire`]);
+//! 7. clear the rules of slots no cgroup uses any more.
 //!
 //! Every failed call is reported and left for the next reconcile to retry; a cgroup whose slot's
-//! rules could not be installed is not guarded by it.
+//! rules or public ports could not be installed is not guarded.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use crate::model::{EnforceError, Enforcer, MAX_SLOTS, Slot, SlotRules};
+use crate::model::{EnforceError, Enforcer, Levels, MAX_SLOTS, Slot, SlotRules};
 
 /// A policy: the namespace and name of its `McpGuardPolicy` (and ConfigMap).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -133,14 +137,46 @@ pub struct Desired {
     /// Cgroups to leave exactly as they are (their policy is not loaded yet, e.g. just after a
     /// restart): neither unguarded nor moved, and their slots are not cleared.
     pub keep: BTreeSet<u64>,
+    /// Guarded cgroups to unguard only once `cgroups` are guarded: entries that a cgroup above them
+    /// replaces with the same slot (container cgroups an older agent guarded, now covered by their
+    /// pod's), so the processes in them are never unguarded in between.
+    pub retire: BTreeSet<u64>,
+    /// Public ports: (guarded cgroup, port).
+    pub ports: BTreeSet<(u64, u16)>,
+    /// The cgroup levels at which processes' ancestors are looked up.
+    pub levels: Levels,
+}
+
+/// What the kernel holds, as far as the [`Reconciler`] compares it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Current {
+    pub cgroups: BTreeMap<u64, Slot>,
+    pub ports: BTreeSet<(u64, u16)>,
+    pub levels: Levels,
+}
+
+impl Current {
+    /// Reads it from the enforcer.
+    pub fn read<E: Enforcer + ?Sized>(enforcer: &E) -> Result<Self, EnforceError> {
+        Ok(Self {
+            cgroups: enforcer.guarded()?.into_iter().collect(),
+            ports: enforcer.public_ports()?.into_iter().collect(),
+            levels: enforcer.levels()?,
+        })
+    }
 }
 
 /// One call to the [`Enforcer`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
+    SetLevels(Levels),
     Unguard(u64),
+    ClosePort(u64, u16),
+    OpenPort(u64, u16),
     SetRules(Slot, SlotRules),
     Guard(u64, Slot),
+    /// Unguards a [`Desired::retire`] entry (after the guards).
+    Retire(u64),
     ClearRules(Slot),
 }
 
@@ -148,7 +184,10 @@ impl Op {
     /// A bounded label for metrics.
     pub fn label(&self) -> &'static str {
         match self {
-            Op::Unguard(_) => "unguard",
+            Op::SetLevels(_) => "set_levels",
+            Op::Unguard(_) | Op::Retire(_) => "unguard",
+            Op::ClosePort(..) => "close_port",
+            Op::OpenPort(..) => "open_port",
             Op::SetRules(..) => "set_rules",
             Op::Guard(..) => "guard",
             Op::ClearRules(_) => "clear_rules",
@@ -156,18 +195,33 @@ impl Op {
     }
 }
 
-/// The calls that move the kernel from `current` (guarded cgroups) and `installed` (rules this
-/// process wrote) to `desired`, in a safe order.
+/// The calls that move the kernel from `current` and `installed` (the rules this process wrote)
+/// to `desired`, in a safe order: levels (before any guard that needs them; a level dropped only
+/// served cgroups unguarded in the same pass), unguards, public ports (opened before the cgroup
+/// they belong to is guarded), rules, guards, retired entries, and last the rules of slots no
+/// cgroup uses.
 pub fn plan(
-    current: &BTreeMap<u64, Slot>,
+    current: &Current,
     installed: &BTreeMap<Slot, SlotRules>,
     desired: &Desired,
 ) -> Vec<Op> {
     let mut ops = Vec::new();
-    for &cg in current.keys() {
-        if !desired.cgroups.contains_key(&cg) && !desired.keep.contains(&cg) {
+    if current.levels != desired.levels {
+        ops.push(Op::SetLevels(desired.levels.clone()));
+    }
+    let wanted = |cg: &u64| {
+        desired.cgroups.contains_key(cg) || desired.keep.contains(cg) || desired.retire.contains(cg)
+    };
+    for &cg in current.cgroups.keys() {
+        if !wanted(&cg) {
             ops.push(Op::Unguard(cg));
         }
+    }
+    for &(cg, port) in current.ports.difference(&desired.ports) {
+        ops.push(Op::ClosePort(cg, port));
+    }
+    for &(cg, port) in desired.ports.difference(&current.ports) {
+        ops.push(Op::OpenPort(cg, port));
     }
     for (&slot, rules) in &desired.rules {
         if installed.get(&slot) != Some(rules) {
@@ -175,19 +229,27 @@ pub fn plan(
         }
     }
     for (&cg, &slot) in &desired.cgroups {
-        if current.get(&cg) != Some(&slot) && !desired.keep.contains(&cg) {
+        if current.cgroups.get(&cg) != Some(&slot) && !desired.keep.contains(&cg) {
             ops.push(Op::Guard(cg, slot));
+        }
+    }
+    for &cg in &desired.retire {
+        if current.cgroups.contains_key(&cg)
+            && !desired.cgroups.contains_key(&cg)
+            && !desired.keep.contains(&cg)
+        {
+            ops.push(Op::Retire(cg));
         }
     }
     let kept: BTreeSet<Slot> = desired
         .keep
         .iter()
-        .filter_map(|cg| current.get(cg).copied())
+        .filter_map(|cg| current.cgroups.get(cg).copied())
         .collect();
     let stale: BTreeSet<Slot> = installed
         .keys()
         .copied()
-        .chain(current.values().copied())
+        .chain(current.cgroups.values().copied())
         .filter(|s| !desired.rules.contains_key(s) && !kept.contains(s))
         .collect();
     ops.extend(stale.into_iter().map(Op::ClearRules));
@@ -197,7 +259,7 @@ pub fn plan(
 /// A call that failed.
 #[derive(Debug)]
 pub struct Failure {
-    /// The call, or `None` when reading the guarded cgroups failed.
+    /// The call, or `None` when reading the kernel's state failed.
     pub op: Option<Op>,
     pub error: EnforceError,
 }
@@ -243,13 +305,15 @@ impl Reconciler {
         Ok(enforcer.guarded()?.into_iter().collect())
     }
 
-    /// Applies the plan from the enforcer's current state to `desired`.
+    /// Applies the plan from the enforcer's current state to `desired`. A cgroup is not guarded
+    /// while its slot's rules or one of its public ports could not be written (its processes would
+    /// run under no rules, or the pod's own listener would be confined); an entry it retires stays.
     pub fn reconcile<E: Enforcer + ?Sized>(
         &mut self,
         enforcer: &mut E,
         desired: &Desired,
     ) -> Outcome {
-        let mut current = match Self::current(enforcer) {
+        let mut current = match Current::read(enforcer) {
             Ok(c) => c,
             Err(error) => {
                 return Outcome {
@@ -260,11 +324,22 @@ impl Reconciler {
         };
         let mut outcome = Outcome::default();
         let mut unusable: BTreeSet<Slot> = BTreeSet::new();
+        let mut closed: BTreeSet<u64> = BTreeSet::new();
+        let mut unguarded = false;
         for op in plan(&current, &self.installed, desired) {
             let result = match &op {
+                Op::SetLevels(levels) => enforcer.set_levels(levels),
                 Op::Unguard(cg) => enforcer.unguard(*cg).map(|()| {
-                    current.remove(cg);
+                    current.cgroups.remove(cg);
                 }),
+                Op::ClosePort(cg, port) => enforcer.close_port(*cg, *port),
+                Op::OpenPort(cg, port) => match enforcer.open_port(*cg, *port) {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        closed.insert(*cg);
+                        Err(e)
+                    }
+                },
                 Op::SetRules(slot, rules) => match enforcer.set_rules(*slot, rules) {
                     Ok(()) => {
                         self.installed.insert(*slot, rules.clone());
@@ -275,9 +350,23 @@ impl Reconciler {
                         Err(e)
                     }
                 },
-                Op::Guard(_, slot) if unusable.contains(slot) => continue,
-                Op::Guard(cg, slot) => enforcer.guard(*cg, *slot).map(|()| {
-                    current.insert(*cg, *slot);
+                Op::Guard(cg, slot) if unusable.contains(slot) || closed.contains(cg) => {
+                    unguarded = true;
+                    continue;
+                }
+                Op::Guard(cg, slot) => match enforcer.guard(*cg, *slot) {
+                    Ok(()) => {
+                        current.cgroups.insert(*cg, *slot);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        unguarded = true;
+                        Err(e)
+                    }
+                },
+                Op::Retire(_) if unguarded => continue,
+                Op::Retire(cg) => enforcer.unguard(*cg).map(|()| {
+                    current.cgroups.remove(cg);
                 }),
                 Op::ClearRules(slot) => enforcer.clear_rules(*slot).map(|()| {
                     self.installed.remove(slot);
@@ -291,7 +380,7 @@ impl Reconciler {
                 }),
             }
         }
-        outcome.guarded = Some(current.len());
+        outcome.guarded = Some(current.cgroups.len());
         outcome
     }
 }

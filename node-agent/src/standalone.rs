@@ -2,15 +2,18 @@
 //! without Kubernetes (hosts, tests, the QEMU kernel tests).
 //!
 //! The policy's `runtime` paths are resolved on this host (under `/`); every `--cgroup` directory is
-//! guarded with slot 0. The maps are reconciled to exactly that state, so a restart with another
-//! policy or other cgroups leaves nothing stale. Status lines go to standard error (the last one
+//! guarded with slot 0, and with it every cgroup beneath it, now or created later (the programs look
+//! a process's ancestor up at each `--cgroup` directory's level), the way a pod's cgroup covers its
+//! containers in Kubernetes mode. `--public-port` ports keep their wildcard binds in them. The maps
+//! are reconciled to exactly that state, so a restart with another policy or other cgroups leaves
+//! nothing stale. Status lines go to standard error (the last one
 //! before events is `mcp-guard-agent: ready`), events to `--events` as JSON lines.
 //!
 //! On SIGTERM or SIGINT the agent exits and leaves its pins in place: the programs keep enforcing
 //! the last rules with no process running, and the next start re-adopts them without detaching.
 //! `--unpin` removes everything (and so ends enforcement).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -21,7 +24,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use crate::bpf::{self, Capabilities, LoadOptions};
 use crate::config::{EventsTo, StandaloneConfig};
-use crate::model::{KernelEvent, Slot, SlotRules};
+use crate::model::{KernelEvent, Levels, MAX_LEVELS, Slot, SlotRules};
 use crate::rules::{HostResolver, slot_rules};
 
 /// The slot standalone mode uses.
@@ -89,6 +92,14 @@ fn cgroup_dir(arg: &Path, root: Option<&Path>) -> Result<PathBuf> {
     Ok(root.join(arg))
 }
 
+/// How many directories below the cgroup v2 root `dir` lies (its cgroup level), when it lies beneath.
+fn level_below(root: &Path, dir: &Path) -> Option<u32> {
+    let root = std::fs::canonicalize(root).ok()?;
+    let dir = std::fs::canonicalize(dir).ok()?;
+    let relative = dir.strip_prefix(root).ok()?;
+    u32::try_from(relative.components().count()).ok()
+}
+
 /// Runs standalone mode until SIGTERM or SIGINT.
 pub async fn run(cfg: StandaloneConfig) -> Result<()> {
     let policy = load_policy(&cfg.policy)?;
@@ -137,17 +148,37 @@ pub async fn run(cfg: StandaloneConfig) -> Result<()> {
 
     let root = loaded.capabilities.cgroup_root.clone();
     let mut cgroups = BTreeMap::new();
+    let mut ports = BTreeSet::new();
+    let mut levels = Levels::new();
     for arg in &cfg.cgroups {
         let dir = cgroup_dir(arg, root.as_deref())?;
         let id = bpf::fs::cgroup_id(&dir)?;
+        let level = root.as_deref().and_then(|r| level_below(r, &dir));
+        let beneath = match level {
+            Some(l) if l > 0 => {
+                levels.insert(l);
+                format!(", and every cgroup beneath it (level {l})")
+            }
+            _ => String::new(),
+        };
         status(format!(
-            "guarding {} (cgroup id {id}) with slot {SLOT}",
+            "guarding {} (cgroup id {id}){beneath} with slot {SLOT}",
             dir.display()
         ));
         cgroups.insert(id, SLOT);
+        ports.extend(cfg.public_ports.iter().map(|p| (id, *p)));
+    }
+    if levels.len() > MAX_LEVELS {
+        bail!(
+            "the --cgroup directories lie at {} different levels {levels:?}; the kernel looks up \
+             at most {MAX_LEVELS}",
+            levels.len()
+        );
     }
     let slots = BTreeMap::from([(SLOT, rules)]);
-    loaded.enforcer.reconcile(&slots, &cgroups)?;
+    loaded
+        .enforcer
+        .reconcile(&slots, &cgroups, &ports, &levels)?;
     loaded
         .enforcer
         .set_allowed_egress_events(cfg.allowed_egress_events)?;
@@ -235,5 +266,16 @@ mod tests {
         std::fs::write(&yaml, "runtime: {files: {deny: [relative]}}\n").expect("write");
         let e = load_policy(&yaml).expect_err("a relative path is refused");
         assert!(format!("{e:#}").contains("runtime.files.deny[0]"), "{e:#}");
+    }
+
+    #[test]
+    fn levels_count_directories_below_the_root() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let pod = root.path().join("kubepods/burstable/pod1");
+        std::fs::create_dir_all(&pod).expect("mkdir");
+        assert_eq!(level_below(root.path(), &pod), Some(3));
+        assert_eq!(level_below(root.path(), root.path()), Some(0));
+        assert_eq!(level_below(&pod, root.path()), None, "not beneath");
+        assert_eq!(level_below(root.path(), &pod.join("missing")), None);
     }
 }

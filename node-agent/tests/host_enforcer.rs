@@ -1,16 +1,18 @@
 //! On the host kernel, as root: [`BpfEnforcer`] through the library API. Rules replaced with
 //! `set_rules` take effect at once (old denials go, new ones come), a slot whose rules are cleared
 //! fails closed for the network, `unguard` frees a cgroup, the allowed-egress events switch works,
-//! and the programs' counters count.
+//! and the programs' counters count. Levels and public ports round-trip through the maps, and a
+//! process in a cgroup created beneath a guarded one after it was guarded is confined, its events
+//! naming both cgroups.
 #![allow(clippy::unwrap_used)]
 
 mod host_support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use host_support::{EPERM, TestEnv, root_or_skip, run_child};
 use mcp_guard_agent::bpf::{self, LoadOptions};
-use mcp_guard_agent::model::{Enforcer, SlotRules};
+use mcp_guard_agent::model::{Enforcer, Levels, SlotRules};
 
 #[test]
 fn helper_child() {
@@ -57,7 +59,13 @@ async fn set_rules_replaces_clear_rules_fails_closed_and_unguard_frees() {
     let e = &mut loaded.enforcer;
 
     let slots = BTreeMap::from([(3, rules(&["192.0.2.77/32"]))]);
-    e.reconcile(&slots, &BTreeMap::from([(id, 3)])).unwrap();
+    e.reconcile(
+        &slots,
+        &BTreeMap::from([(id, 3)]),
+        &BTreeSet::new(),
+        &Levels::new(),
+    )
+    .unwrap();
     assert_eq!(e.guarded().unwrap(), vec![(id, 3)]);
     assert_eq!(e.active_slots().unwrap(), vec![3]);
     assert_eq!(probe(&cg), (EPERM.to_owned(), "ok".to_owned()));
@@ -125,4 +133,70 @@ async fn set_rules_replaces_clear_rules_fails_closed_and_unguard_frees() {
     assert_eq!((ev.cgroup_id, ev.slot, ev.port), (id, 1, Some(8080)));
     assert_eq!(ev.addr, Some("192.0.2.78".parse().unwrap()));
     task.abort();
+}
+
+#[test]
+fn levels_and_public_ports_round_trip_and_guard_what_lies_beneath() {
+    if !root_or_skip("levels_and_public_ports_round_trip_and_guard_what_lies_beneath") {
+        return;
+    }
+    let env = TestEnv::new("levels");
+    let pod = env.cgroup("pod");
+    let pod_id = bpf::fs::cgroup_id(&pod).unwrap();
+    let level = u32::try_from(
+        pod.strip_prefix(&env.cgroup_root)
+            .unwrap()
+            .components()
+            .count(),
+    )
+    .unwrap();
+    let mut loaded = bpf::load(&LoadOptions {
+        pin_dir: env.pin_dir.clone(),
+        capabilities: None,
+    })
+    .unwrap();
+    let e = &mut loaded.enforcer;
+    assert!(e.levels().unwrap().is_empty(), "a fresh map has no levels");
+    assert!(e.public_ports().unwrap().is_empty());
+
+    e.set_rules(2, &rules(&["192.0.2.78/32"])).unwrap();
+    e.open_port(pod_id, 8080).unwrap();
+    e.open_port(pod_id, 9464).unwrap();
+    e.set_levels(&Levels::from([level])).unwrap();
+    // The settings entry holds the flags too: each setter keeps the other's part.
+    e.set_allowed_egress_events(true).unwrap();
+    assert_eq!(e.levels().unwrap(), Levels::from([level]));
+    e.set_allowed_egress_events(false).unwrap();
+    e.guard(pod_id, 2).unwrap();
+    assert_eq!(
+        e.public_ports().unwrap(),
+        vec![(pod_id, 8080), (pod_id, 9464)]
+    );
+    assert!(e.set_levels(&Levels::from([1, 2, 3, 4, 5])).is_err());
+    assert!(e.set_levels(&Levels::from([0])).is_err());
+    assert_eq!(e.levels().unwrap(), Levels::from([level]), "unchanged");
+
+    // A container cgroup created after the pod was guarded: confined from the start.
+    let container = env.cgroup("pod/container");
+    let container_id = bpf::fs::cgroup_id(&container).unwrap();
+    assert_eq!(probe(&container), ("ok".to_owned(), EPERM.to_owned()));
+    let events = loaded.events.drain();
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(
+        (
+            events[0].cgroup_id,
+            events[0].guard_cgroup_id,
+            events[0].slot
+        ),
+        (container_id, pod_id, 2),
+        "the process's own cgroup, and the pod cgroup that guarded it"
+    );
+
+    // Without the level, only the pod cgroup itself is guarded.
+    let e = &mut loaded.enforcer;
+    e.set_levels(&Levels::new()).unwrap();
+    assert_eq!(probe(&container), ("ok".to_owned(), "ok".to_owned()));
+    e.close_port(pod_id, 8080).unwrap();
+    e.close_port(pod_id, 8080).unwrap(); // idempotent
+    assert_eq!(e.public_ports().unwrap(), vec![(pod_id, 9464)]);
 }

@@ -2,7 +2,9 @@
 //! standalone mode, refuse egress (connect4/connect6) for a process inside the guarded cgroup,
 //! allow the same connections outside it, rewrite wildcard binds to loopback (where the proxy, and
 //! only it, still reaches the server), and report each denial and rewrite as an event with the
-//! right fields. See `host_support` for the setup.
+//! right fields. A guarded cgroup covers the cgroups beneath it, including ones created after it
+//! was guarded (a pod's cgroup and its containers), its public ports keep their wildcard binds, and
+//! all of it holds from the pins alone, across agent restarts. See `host_support` for the setup.
 #![allow(clippy::unwrap_used)]
 
 mod host_support;
@@ -274,5 +276,141 @@ fn confined_wildcard_listener_is_reachable_on_loopback_only() {
         assert_eq!(ev["pid"], pid, "{ev}");
     }
     assert_eq!(env.events().len(), 3, "{:#?}", env.events());
+    agent.stop();
+}
+
+const POD_POLICY: &str = r#"
+apiVersion: mcpguard.io/v1alpha1
+kind: McpGuardPolicy
+metadata: {name: host-pod}
+spec:
+  runtime:
+    network:
+      egress:
+        deny: ["192.0.2.78/32"]
+      confineListeners: true
+"#;
+
+/// Kubernetes mode's layout on the host: the agent guards a pod's cgroup (here `pod`, with the
+/// proxy's public ports 8080 and 9464) before any container exists. Then no agent runs, and the
+/// container cgroups are created: a process started in one is confined from its first syscall
+/// by the kernel alone (found through its ancestor at the pod's level), the public ports keep
+/// their wildcard binds (TCP only), and a sibling tree outside the pod is not affected. A restarted
+/// agent re-adopts it all (levels and ports included) and reports what happened while it was away.
+#[test]
+fn a_pod_cgroup_confines_containers_created_after_it_was_guarded() {
+    if !root_or_skip("a_pod_cgroup_confines_containers_created_after_it_was_guarded") {
+        return;
+    }
+    let env = TestEnv::new("pod");
+    let pod = env.cgroup("pod");
+    let policy = env.policy(POD_POLICY);
+    let args = ["--public-port", "8080", "--public-port", "9464"];
+    let agent = env.start_agent_with(&policy, &[&pod], &args);
+    let log = agent.stop();
+    assert!(
+        log.contains("and every cgroup beneath it (level 2)"),
+        "the pod's level is set:\n{log}"
+    );
+
+    // Created now, with no agent running: the containers of the pod, and another pod's.
+    let container = env.cgroup("pod/server");
+    let other = env.cgroup("other-pod/server");
+    let (pod_id, container_id, other_id) = (
+        mcp_guard_agent::bpf::fs::cgroup_id(&pod).unwrap(),
+        mcp_guard_agent::bpf::fs::cgroup_id(&container).unwrap(),
+        mcp_guard_agent::bpf::fs::cgroup_id(&other).unwrap(),
+    );
+    let plan = |cgroup: &std::path::Path| {
+        let mut plan = steps(&["listen 192.0.2.77:7070", "listen 192.0.2.78:7070"]);
+        plan.push(format!("enter {}", cgroup.display()));
+        plan.extend(steps(&[
+            "bind 0.0.0.0:9090",
+            "bind [::]:9091",
+            "bind 0.0.0.0:8080",
+            "bind [::]:9464",
+            "udp-bind 0.0.0.0:8080",
+            "connect 192.0.2.77:7070",
+            "connect 192.0.2.78:7070",
+        ]));
+        plan
+    };
+
+    // Inside the pod. Then, from outside it (same network namespace), who reaches what.
+    let mut inside = plan(&container);
+    inside.push(format!("enter {}", other.display()));
+    inside.extend(steps(&[
+        "connect 192.0.2.77:8080",
+        "connect 192.0.2.77:9464",
+        "connect 192.0.2.77:9090",
+        "connect 127.0.0.1:9090",
+    ]));
+    let confined = run_child(&inside);
+    for (step, result) in [
+        ("bind 0.0.0.0:9090", "ok 127.0.0.1"),
+        ("bind [::]:9091", "ok ::ffff:127.0.0.1"),
+        ("bind 0.0.0.0:8080", "ok 0.0.0.0"),
+        ("bind [::]:9464", "ok ::"),
+        ("udp-bind 0.0.0.0:8080", "ok 127.0.0.1"),
+        ("connect 192.0.2.77:7070", "ok"),
+        ("connect 192.0.2.78:7070", EPERM),
+        ("connect 192.0.2.77:8080", "ok"),
+        ("connect 192.0.2.77:9464", "ok"),
+        ("connect 192.0.2.77:9090", ECONNREFUSED),
+        ("connect 127.0.0.1:9090", "ok"),
+    ] {
+        assert_eq!(confined.result(step), result, "{step}: {confined:#?}");
+    }
+
+    // The sibling tree: untouched.
+    let free = run_child(&plan(&other));
+    for (step, result) in [
+        ("bind 0.0.0.0:9090", "ok 0.0.0.0"),
+        ("bind [::]:9091", "ok ::"),
+        ("udp-bind 0.0.0.0:8080", "ok 0.0.0.0"),
+        ("connect 192.0.2.78:7070", "ok"),
+    ] {
+        assert_eq!(free.result(step), result, "{step}: {free:#?}");
+    }
+
+    // A restarted agent re-adopts the pins and delivers what the kernel recorded meanwhile: the
+    // rewrites and the denial, naming the container's cgroup and the pod's that guarded it; none
+    // for the public ports or the other pod.
+    let agent = env.start_agent_with(&policy, &[&pod], &args);
+    assert!(agent.log().contains("maps re-adopted"), "{}", agent.log());
+    for (kind, addr, port, verdict) in [
+        ("bind", "0.0.0.0", 9090, "rewritten"),
+        ("bind", "::", 9091, "rewritten"),
+        ("bind", "0.0.0.0", 8080, "rewritten"),
+        ("connect", "192.0.2.78", 7070, "denied"),
+    ] {
+        let ev = env.wait_event(|e| e["kind"] == kind && e["addr"] == addr && e["port"] == port);
+        assert_eq!(ev["verdict"], verdict, "{ev}");
+        assert_eq!(ev["cgroup_id"], container_id, "{ev}");
+        assert_eq!(ev["guard_cgroup_id"], pod_id, "{ev}");
+        assert_eq!(ev["pid"], confined.pid, "{ev}");
+    }
+    let events = env.events();
+    assert_eq!(events.len(), 4, "{events:#?}");
+    assert!(
+        events.iter().all(|e| e["cgroup_id"] != other_id),
+        "{events:#?}"
+    );
+
+    // Still in force after the restart, for a container created now.
+    let late = env.cgroup("pod/sidecar");
+    let mut plan = vec![format!("enter {}", late.display())];
+    plan.extend(steps(&["bind 0.0.0.0:9092", "bind 0.0.0.0:8080"]));
+    let after = run_child(&plan);
+    assert_eq!(
+        after.result("bind 0.0.0.0:9092"),
+        "ok 127.0.0.1",
+        "{after:#?}"
+    );
+    assert_eq!(
+        after.result("bind 0.0.0.0:8080"),
+        "ok 0.0.0.0",
+        "{after:#?}"
+    );
     agent.stop();
 }

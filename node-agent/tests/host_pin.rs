@@ -1,7 +1,9 @@
 //! On the host kernel, as root: programs, links and maps pinned by the real agent keep enforcing
 //! after it exits (SIGTERM); a restarted agent re-adopts the very same links (same link ids: never
 //! detached, never re-attached) and maps, keeps enforcing, and delivers the events recorded while
-//! it was down. `--unpin` then removes everything. Also: `--probe` prints the capability JSON.
+//! it was down. `--unpin` then removes everything. Pins of the previous layout (no `public_ports`
+//! map, version 1 in `meta`) are taken over: the missing map is created and the programs replaced.
+//! Also: `--probe` prints the capability JSON.
 #![allow(clippy::unwrap_used)]
 
 mod host_support;
@@ -114,6 +116,53 @@ fn pins_outlive_the_agent_and_a_restart_readopts_them() {
         "connect 192.0.2.78:8080".to_owned(),
     ];
     assert_eq!(run_child(&plan).result("connect 192.0.2.78:8080"), "ok");
+}
+
+/// What an agent of layout version 1 leaves pinned, simulated from this build's pins: no
+/// `public_ports` map, and `meta` naming another object of version 1.
+fn make_pins_look_like_version_1(pin_dir: &Path) {
+    use aya::maps::{Array, Map, MapData};
+    use mcp_guard_agent::bpf::layout::{Meta, PUBLIC_PORTS};
+    std::fs::remove_file(pin_dir.join("maps").join(PUBLIC_PORTS)).unwrap();
+    let data = MapData::from_pin(pin_dir.join("maps/meta")).unwrap();
+    let mut meta: Array<MapData, Meta> = Array::try_from(Map::Array(data)).unwrap();
+    let old = Meta {
+        object_hash: 1,
+        layout_version: 1,
+        reserved: 0,
+    };
+    meta.set(0, old, 0).unwrap();
+}
+
+#[test]
+fn pins_of_the_previous_layout_are_taken_over() {
+    if !root_or_skip("pins_of_the_previous_layout_are_taken_over") {
+        return;
+    }
+    let env = TestEnv::new("upgrade");
+    let guarded = env.cgroup("guarded");
+    let policy = env.policy(POLICY);
+    env.start_agent(&policy, &[&guarded]).stop();
+    make_pins_look_like_version_1(&env.pin_dir);
+    let before = link_ids(&env.pin_dir);
+
+    let agent = env.start_agent(&policy, &[&guarded]);
+    let log = agent.log();
+    assert!(log.contains("maps re-adopted"), "{log}");
+    for p in ["mg_connect4", "mg_connect6", "mg_bind4", "mg_bind6"] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&format!("program {p} (")) && l.ends_with(": replaced")),
+            "{p} not replaced:\n{log}"
+        );
+    }
+    assert!(env.pin_dir.join("maps/public_ports").exists());
+    let after = link_ids(&env.pin_dir);
+    assert_eq!(after.len(), before.len());
+    assert_ne!(after, before, "new links replace the old ones");
+    let pid = denied_connect(&guarded);
+    env.wait_event(|e| e["pid"] == pid && e["verdict"] == "denied");
+    agent.stop();
 }
 
 #[test]

@@ -1,14 +1,15 @@
 //! Kubernetes mode against a real kube-apiserver (built from Debian's sources by the e2e harness).
 //!
-//! There is no kubelet: the test creates a pod bound to the node, writes the container status a
-//! kubelet would (through the status subresource), and lays out the node's cgroup v2 tree and
-//! `/proc/<pid>/root` in a tempdir, as containerd would with the cgroupfs driver. The enforcer is a
+//! There is no kubelet: the test creates a pod bound to the node, then does what a kubelet and
+//! containerd (cgroupfs driver) would, in order: the pod's cgroup v2 directory in a tempdir, the
+//! container's directory beneath it with its `/proc/<pid>/root`, and the container status (through
+//! the status subresource). The enforcer is a
 //! recording fake (the real one writes BPF maps and is tested against the kernel in the host and QEMU
 //! tests); everything else is the real agent: watches, ConfigMap loading, cgroup lookup, path
 //! resolution, reconciliation, the Node Event and the metrics.
 #![allow(clippy::unwrap_used)] // in tests, a panic is the failure report
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,7 @@ use mcp_guard_agent::cgroup::Layout;
 use mcp_guard_agent::k8s::{self, Config};
 use mcp_guard_agent::metrics::Metrics;
 use mcp_guard_agent::model::{
-    EnforceError, Enforcer, EventKind, KernelEvent, Slot, SlotRules, Verdict,
+    EnforceError, Enforcer, EventKind, KernelEvent, Levels, Slot, SlotRules, Verdict,
 };
 use mcp_guard_agent::otlp::EventSink;
 use mcp_guard_agent::probe::{Capabilities, Probe, assess};
@@ -41,8 +42,14 @@ const PID: u32 = 4242;
 #[derive(Clone, Debug, Default)]
 struct Kernel(Arc<Mutex<KernelState>>);
 
-/// Guarded cgroups and per-slot rules.
-type KernelState = (BTreeMap<u64, Slot>, BTreeMap<Slot, SlotRules>);
+/// Guarded cgroups, per-slot rules, public ports and levels.
+#[derive(Clone, Debug, Default)]
+struct KernelState {
+    guarded: BTreeMap<u64, Slot>,
+    rules: BTreeMap<Slot, SlotRules>,
+    ports: BTreeSet<(u64, u16)>,
+    levels: Levels,
+}
 
 impl Kernel {
     fn snapshot(&self) -> KernelState {
@@ -52,30 +59,42 @@ impl Kernel {
 
 impl Enforcer for Kernel {
     fn set_rules(&mut self, slot: Slot, rules: &SlotRules) -> Result<(), EnforceError> {
-        self.0.lock().unwrap().1.insert(slot, rules.clone());
+        self.0.lock().unwrap().rules.insert(slot, rules.clone());
         Ok(())
     }
     fn clear_rules(&mut self, slot: Slot) -> Result<(), EnforceError> {
-        self.0.lock().unwrap().1.remove(&slot);
+        self.0.lock().unwrap().rules.remove(&slot);
         Ok(())
     }
     fn guard(&mut self, cgroup_id: u64, slot: Slot) -> Result<(), EnforceError> {
-        self.0.lock().unwrap().0.insert(cgroup_id, slot);
+        self.0.lock().unwrap().guarded.insert(cgroup_id, slot);
         Ok(())
     }
     fn unguard(&mut self, cgroup_id: u64) -> Result<(), EnforceError> {
-        self.0.lock().unwrap().0.remove(&cgroup_id);
+        self.0.lock().unwrap().guarded.remove(&cgroup_id);
         Ok(())
     }
     fn guarded(&self) -> Result<Vec<(u64, Slot)>, EnforceError> {
-        Ok(self
-            .0
-            .lock()
-            .unwrap()
-            .0
-            .iter()
-            .map(|(c, s)| (*c, *s))
-            .collect())
+        let k = self.0.lock().unwrap();
+        Ok(k.guarded.iter().map(|(c, s)| (*c, *s)).collect())
+    }
+    fn open_port(&mut self, cgroup_id: u64, port: u16) -> Result<(), EnforceError> {
+        self.0.lock().unwrap().ports.insert((cgroup_id, port));
+        Ok(())
+    }
+    fn close_port(&mut self, cgroup_id: u64, port: u16) -> Result<(), EnforceError> {
+        self.0.lock().unwrap().ports.remove(&(cgroup_id, port));
+        Ok(())
+    }
+    fn public_ports(&self) -> Result<Vec<(u64, u16)>, EnforceError> {
+        Ok(self.0.lock().unwrap().ports.iter().copied().collect())
+    }
+    fn set_levels(&mut self, levels: &Levels) -> Result<(), EnforceError> {
+        self.0.lock().unwrap().levels = levels.clone();
+        Ok(())
+    }
+    fn levels(&self) -> Result<Levels, EnforceError> {
+        Ok(self.0.lock().unwrap().levels.clone())
     }
 }
 
@@ -131,12 +150,19 @@ async fn the_agent_follows_pods_and_policies_on_a_real_api_server() {
         .await
         .unwrap();
 
-    // The guarded pod, bound to this node, and the status its kubelet would write.
+    // The guarded pod as the webhook leaves it (an `http` server and the proxy container), bound to
+    // this node: the scheduler's work is done, the kubelet's not begun.
     let pods = Api::<Pod>::namespaced(client.clone(), NS);
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "fs-0", "labels": {"mcpguard.io/guarded": "true"},
                      "annotations": {"mcpguard.io/policy": "no-exec"}},
-        "spec": {"nodeName": NODE, "containers": [{"name": "server", "image": "server:1"}]},
+        "spec": {"nodeName": NODE, "containers": [
+            {"name": "server", "image": "server:1", "env": [{"name": "PORT", "value": "18080"}]},
+            {"name": "mcp-guard-proxy", "image": "proxy:1", "args": [
+                "--policy", "/etc/mcp-guard/policy/policy.json", "--listen", "0.0.0.0:8080",
+                "--upstream", "http://127.0.0.1:18080", "--metrics", "0.0.0.0:9464",
+                "--log", "/dev/stdout"]},
+        ]},
     }))
     .unwrap();
     let pod = pods.create(&PostParams::default(), &pod).await.unwrap();
@@ -147,27 +173,20 @@ async fn the_agent_follows_pods_and_policies_on_a_real_api_server() {
         .and_then(|s| s.qos_class.clone())
         .unwrap();
     assert_eq!(qos, "BestEffort", "set by the API server at creation");
-    let status = json!({"status": {"phase": "Running", "containerStatuses": [{
-        "name": "server", "containerID": format!("containerd://{CONTAINER}"), "ready": true,
-        "restartCount": 0, "image": "server:1", "imageID": "",
-        "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}});
-    pods.patch_status("fs-0", &PatchParams::default(), &Patch::Merge(&status))
-        .await
-        .unwrap();
 
-    // The node: its cgroup v2 tree (cgroupfs driver) and the container's root.
+    // A real cluster always has the namespace `default`, where the agent's Node Event goes; a
+    // freshly started API server creates it a moment after it starts serving.
+    let namespaces = Api::<Namespace>::all(client.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while namespaces.get_opt("default").await.unwrap().is_none() {
+        assert!(Instant::now() < deadline, "no namespace default");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The agent, on a kernel without BPF LSM (like this machine's host kernel). Its retries are
+    // slow here, so that only its pod polling can guard the pod in time.
     let host = tempfile::tempdir().unwrap();
-    let cgroup = host
-        .path()
-        .join(format!("cgroup/kubepods/besteffort/pod{uid}/{CONTAINER}"));
-    std::fs::create_dir_all(&cgroup).unwrap();
-    std::fs::write(cgroup.join("cgroup.procs"), format!("{PID}\n")).unwrap();
-    let cgroup_id = std::fs::metadata(&cgroup).unwrap().ino();
-    let root = host.path().join(format!("proc/{PID}/root"));
-    std::fs::create_dir_all(root.join("etc")).unwrap();
-    std::fs::write(root.join("etc/shadow"), "x").unwrap();
-
-    // The agent, on a kernel without BPF LSM (like this machine's host kernel).
+    std::fs::create_dir_all(host.path().join("cgroup/kubepods/besteffort")).unwrap();
     let report = assess(&Capabilities {
         cgroup_v2: Probe::available(),
         bpf_lsm: Probe::unavailable("BPF_PROG_LOAD: Operation not permitted"),
@@ -175,7 +194,8 @@ async fn the_agent_follows_pods_and_policies_on_a_real_api_server() {
     });
     let mut config = Config::new(NODE, Layout::new(host.path().join("cgroup")), report);
     config.proc_root = host.path().join("proc");
-    config.retry_interval = Duration::from_millis(200);
+    config.retry_interval = Duration::from_secs(600);
+    config.pod_poll_interval = Duration::from_millis(20);
     let kernel = Kernel::default();
     let metrics = Arc::new(Metrics::new());
     let (events_tx, events_rx) = mpsc::unbounded_channel::<KernelEvent>();
@@ -195,36 +215,87 @@ async fn the_agent_follows_pods_and_policies_on_a_real_api_server() {
         },
     ));
 
-    // No ConfigMap yet: nothing is guarded (the policy is missing).
+    // No ConfigMap yet, no pod cgroup yet: nothing is guarded.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(kernel.snapshot().0.is_empty());
+    assert!(kernel.snapshot().guarded.is_empty());
     assert!(metrics.is_ready());
-
-    // The operator writes the policy: the container's cgroup is guarded by it.
     let cms = Api::<ConfigMap>::namespaced(client.clone(), NS);
     cms.create(&PostParams::default(), &config_map(25))
         .await
         .unwrap();
-    let rules = eventually("the cgroup is guarded", || {
-        let (guarded, rules) = kernel.snapshot();
-        let slot = guarded.get(&cgroup_id)?;
-        rules.get(slot).cloned()
+    eventually("the pod's cgroup is polled for", || {
+        metrics
+            .encode()
+            .contains("mcp_guard_agent_pending_pods 1")
+            .then_some(())
     })
     .await
     .unwrap();
+    assert!(kernel.snapshot().guarded.is_empty());
+
+    // The kubelet creates the pod's cgroup (cgroupfs driver), before anything of the pod runs: the
+    // agent guards it at once, with the proxy's public ports and the pod cgroups' level.
+    let pod_cgroup = host
+        .path()
+        .join(format!("cgroup/kubepods/besteffort/pod{uid}"));
+    std::fs::create_dir(&pod_cgroup).unwrap();
+    let pod_cgroup_id = std::fs::metadata(&pod_cgroup).unwrap().ino();
+    let created = Instant::now();
+    let (slot, rules) = loop {
+        let k = kernel.snapshot();
+        if let Some(slot) = k.guarded.get(&pod_cgroup_id).copied() {
+            break (slot, k.rules[&slot].clone());
+        }
+        assert!(
+            created.elapsed() < Duration::from_secs(20),
+            "the pod's cgroup is not guarded"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    };
+    let took = created.elapsed();
+    eprintln!("the pod was guarded {took:?} after its cgroup appeared");
+    assert!(
+        took < Duration::from_secs(2),
+        "guarded {took:?} after its cgroup appeared (retries are 600 s apart: polling did it)"
+    );
     assert_eq!(rules.deny_ports, vec![25]);
+    let k = kernel.snapshot();
+    assert_eq!(
+        k.ports,
+        BTreeSet::from([(pod_cgroup_id, 8080), (pod_cgroup_id, 9464)])
+    );
+    assert_eq!(k.levels, Levels::from([3]), "kubepods/besteffort/pod<uid>");
+    assert_eq!(k.guarded.len(), 1, "the pod's cgroup only: {:?}", k.guarded);
+
+    // Its container starts (beneath the pod's cgroup) and the kubelet reports it.
+    let cgroup = pod_cgroup.join(CONTAINER);
+    std::fs::create_dir_all(&cgroup).unwrap();
+    std::fs::write(cgroup.join("cgroup.procs"), format!("{PID}\n")).unwrap();
+    let cgroup_id = std::fs::metadata(&cgroup).unwrap().ino();
+    let root = host.path().join(format!("proc/{PID}/root"));
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/shadow"), "x").unwrap();
+    let status = json!({"status": {"phase": "Running", "containerStatuses": [{
+        "name": "server", "containerID": format!("containerd://{CONTAINER}"), "ready": true,
+        "restartCount": 0, "image": "server:1", "imageID": "",
+        "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}});
+    pods.patch_status("fs-0", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
     assert!(
         rules.files.is_empty(),
         "file rules are not enforced without BPF LSM: {rules:?}"
     );
 
-    // A kernel event is counted (and would be exported with its pod).
+    // A kernel event from the container, guarded through its pod, is counted (and would be
+    // exported with its pod).
     events_tx
         .send(KernelEvent {
             kind: EventKind::Connect,
             verdict: Verdict::Denied,
             cgroup_id,
-            slot: 0,
+            guard_cgroup_id: pod_cgroup_id,
+            slot,
             pid: PID,
             comm: "curl".into(),
             path: None,
@@ -243,9 +314,9 @@ async fn the_agent_follows_pods_and_policies_on_a_real_api_server() {
     .await
     .unwrap();
     eventually("the rules follow the ConfigMap", || {
-        let (guarded, rules) = kernel.snapshot();
-        let slot = guarded.get(&cgroup_id)?;
-        (rules.get(slot)?.deny_ports == vec![26]).then_some(())
+        let k = kernel.snapshot();
+        let slot = k.guarded.get(&pod_cgroup_id)?;
+        (k.rules.get(slot)?.deny_ports == vec![26]).then_some(())
     })
     .await
     .unwrap();
@@ -255,6 +326,8 @@ async fn the_agent_follows_pods_and_policies_on_a_real_api_server() {
         "mcp_guard_agent_guarded_cgroups 1",
         "mcp_guard_agent_capability{feature=\"bpf_lsm\"} 0",
         "mcp_guard_agent_guarded_pods 1",
+        "mcp_guard_agent_pending_pods 0",
+        "mcp_guard_agent_late_pods_total 0",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }
@@ -281,13 +354,15 @@ async fn the_agent_follows_pods_and_policies_on_a_real_api_server() {
         "{degraded:?}"
     );
 
-    // The pod goes: its cgroup is released and the slot's rules cleared.
+    // The pod goes: its cgroup and public ports are released, the slot's rules and the levels
+    // cleared.
     pods.delete("fs-0", &DeleteParams::default().grace_period(0))
         .await
         .unwrap();
     eventually("the pod's cgroup is released", || {
-        let (guarded, rules) = kernel.snapshot();
-        (guarded.is_empty() && rules.is_empty()).then_some(())
+        let k = kernel.snapshot();
+        (k.guarded.is_empty() && k.rules.is_empty() && k.ports.is_empty() && k.levels.is_empty())
+            .then_some(())
     })
     .await
     .unwrap();

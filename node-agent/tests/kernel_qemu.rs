@@ -20,9 +20,10 @@ use std::{
 
 const MARK: &str = "MCP-GUARD-KERNEL: ";
 
-/// Booted with `bpf` in `lsm=`: everything in the policy is enforced for the guarded cgroup only, keeps
-/// being enforced through the pins while no agent runs, is re-adopted by a restarted agent, and ends
-/// with `--unpin`.
+/// Booted with `bpf` in `lsm=`: everything in the policy is enforced for the guarded cgroup only (and
+/// a cgroup created beneath it afterwards: the ancestor lookup, in the LSM and socket programs alike),
+/// keeps being enforced through the pins while no agent runs, is re-adopted by a restarted agent, and
+/// ends with `--unpin`.
 const LSM_CHECKS: &[&str] = &[
     "lsm-active",
     "probe-reports-lsm",
@@ -51,6 +52,16 @@ const LSM_CHECKS: &[&str] = &[
     "guarded-listener-refused-outside",
     "guarded-listener-reachable-on-127",
     "guarded-v6only-listener-v6-loopback",
+    "agent-sets-level",
+    "nested-connect-denied",
+    "nested-file-denied",
+    "nested-exec-denied",
+    "nested-other-file-allowed",
+    "nested-listener-v4-loopback",
+    "nested-public-port-wildcard",
+    "public-port-reachable-outside",
+    "event-nested-guard-id",
+    "event-nested-file-guard-id",
     "agent-alive",
     "agent-sigterm",
     "pinned-file-denied-while-agent-down",
@@ -83,6 +94,12 @@ const NOLSM_CHECKS: &[&str] = &[
     "guarded-listener-refused-outside",
     "guarded-listener-reachable-on-127",
     "guarded-v6only-listener-v6-loopback",
+    "agent-sets-level",
+    "nested-connect-denied",
+    "nested-listener-v4-loopback",
+    "nested-public-port-wildcard",
+    "public-port-reachable-outside",
+    "event-nested-guard-id",
     "agent-alive",
     "agent-sigterm",
 ];

@@ -3,6 +3,7 @@
 //! `set_rules` never opens a gap: it writes the slot's new entries first, then its flags, and only
 //! then deletes the entries the new rules no longer have, so while it runs the old and new rules
 //! apply together (a deny of either holds). `clear_rules` marks the slot inactive before deleting.
+//! The levels share the `settings` entry with its flags; each setter rewrites only its own part.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -13,11 +14,11 @@ use aya::maps::{Array, HashMap, MapData, MapError, PerCpuArray};
 
 use super::events::PathIndex;
 use super::layout::{
-    PathKey, PortKey, STAT_DEPTH_EXCEEDED, STAT_EVENTS_DROPPED, STAT_INACTIVE_SLOT, Settings,
-    SlotConfig, V4Data, V6Data,
+    MAX_LEVELS, PathKey, PortKey, PublicPortKey, STAT_DEPTH_EXCEEDED, STAT_EVENTS_DROPPED,
+    STAT_INACTIVE_SLOT, Settings, SlotConfig, V4Data, V6Data,
 };
 use super::rules::slot_entries;
-use crate::model::{EnforceError, Enforcer, MAX_SLOTS, Slot, SlotRules};
+use crate::model::{EnforceError, Enforcer, Levels, MAX_SLOTS, Slot, SlotRules};
 
 /// The maps the agent writes, taken from a loaded (or re-adopted) object.
 pub struct BpfEnforcer {
@@ -28,6 +29,7 @@ pub struct BpfEnforcer {
     pub(super) v4: LpmTrie<MapData, V4Data, u32>,
     pub(super) v6: LpmTrie<MapData, V6Data, u32>,
     pub(super) ports: HashMap<MapData, PortKey, u32>,
+    pub(super) public: HashMap<MapData, PublicPortKey, u32>,
     pub(super) settings: Array<MapData, Settings>,
     pub(super) stats: PerCpuArray<MapData, u64>,
     pub(super) paths: PathIndex,
@@ -145,23 +147,35 @@ impl BpfEnforcer {
     }
 
     /// Brings the maps to exactly this state (after a restart, or a full resync): installs every
-    /// slot's rules, guards every cgroup, then unguards the cgroups and clears the slots that are
-    /// not listed. Guards are changed after rules so that no guarded cgroup meets a slot without
-    /// rules.
+    /// slot's rules, the public ports and the levels, guards every cgroup, then unguards the
+    /// cgroups, removes the public ports and clears the slots that are not listed. Guards are
+    /// changed after rules, ports and levels so that no guarded cgroup meets a slot without rules,
+    /// and no public port is rewritten while it is being opened.
     pub fn reconcile(
         &mut self,
         slots: &BTreeMap<Slot, SlotRules>,
         cgroups: &BTreeMap<u64, Slot>,
+        ports: &BTreeSet<(u64, u16)>,
+        levels: &Levels,
     ) -> Result<(), EnforceError> {
         for (slot, rules) in slots {
             self.set_rules(*slot, rules)?;
         }
+        for (id, port) in ports {
+            self.open_port(*id, *port)?;
+        }
+        self.set_levels(levels)?;
         for (id, slot) in cgroups {
             self.guard(*id, *slot)?;
         }
         for (id, _) in self.guarded()? {
             if !cgroups.contains_key(&id) {
                 self.unguard(id)?;
+            }
+        }
+        for (id, port) in self.public_ports()? {
+            if !ports.contains(&(id, port)) {
+                self.close_port(id, port)?;
             }
         }
         for slot in self.active_slots()? {
@@ -172,16 +186,20 @@ impl BpfEnforcer {
         Ok(())
     }
 
+    fn settings(&self) -> Result<Settings, EnforceError> {
+        self.settings.get(&0, 0).map_err(|e| err("settings", e))
+    }
+
+    fn write_settings(&mut self, s: Settings) -> Result<(), EnforceError> {
+        self.settings.set(0, s, 0).map_err(|e| err("settings", e))
+    }
+
     /// Enables or disables an event for every allowed non-loopback connect of a guarded cgroup.
     pub fn set_allowed_egress_events(&mut self, on: bool) -> Result<(), EnforceError> {
-        let flags = if on {
-            super::layout::SET_EVENT_ALLOWED_EGRESS
-        } else {
-            0
-        };
-        self.settings
-            .set(0, Settings { flags, reserved: 0 }, 0)
-            .map_err(|e| err("settings", e))
+        let mut s = self.settings()?;
+        let flag = super::layout::SET_EVENT_ALLOWED_EGRESS;
+        s.flags = if on { s.flags | flag } else { s.flags & !flag };
+        self.write_settings(s)
     }
 
     /// The programs' counters.
@@ -317,5 +335,88 @@ impl Enforcer for BpfEnforcer {
             out.insert(kv.map_err(|e| err("guarded_cgroups", e))?);
         }
         Ok(out.into_iter().collect())
+    }
+
+    fn open_port(&mut self, cgroup_id: u64, port: u16) -> Result<(), EnforceError> {
+        self.public
+            .insert(public_key(cgroup_id, port), 1, 0)
+            .map_err(|e| err(format!("public port {port} of cgroup {cgroup_id}"), e))
+    }
+
+    fn close_port(&mut self, cgroup_id: u64, port: u16) -> Result<(), EnforceError> {
+        match self.public.remove(&public_key(cgroup_id, port)) {
+            Err(e) if !not_found(&e) => Err(err(
+                format!("remove public port {port} of cgroup {cgroup_id}"),
+                e,
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn public_ports(&self) -> Result<Vec<(u64, u16)>, EnforceError> {
+        let mut out: BTreeSet<(u64, u16)> = BTreeSet::new();
+        for k in self.public.keys() {
+            let k = k.map_err(|e| err("public_ports", e))?;
+            // Keys this build did not write (other ports or padding) are dropped by reconcile.
+            out.insert((k.cgroup_id, u16::try_from(k.port).unwrap_or(0)));
+        }
+        Ok(out.into_iter().collect())
+    }
+
+    fn set_levels(&mut self, levels: &Levels) -> Result<(), EnforceError> {
+        let mut s = self.settings()?;
+        s.levels = encode_levels(levels)?;
+        self.write_settings(s)
+    }
+
+    fn levels(&self) -> Result<Levels, EnforceError> {
+        let s = self.settings()?;
+        Ok(s.levels
+            .iter()
+            .take_while(|l| **l != 0)
+            .map(|l| u32::from(*l))
+            .collect())
+    }
+}
+
+fn public_key(cgroup_id: u64, port: u16) -> PublicPortKey {
+    PublicPortKey {
+        cgroup_id,
+        port: u32::from(port),
+        pad: 0,
+    }
+}
+
+/// `mg_settings.levels`: the levels, deepest first (a Burstable or BestEffort pod's, the usual
+/// guarded pod, before a Guaranteed pod's: a hit through it takes one lookup), then zeros.
+fn encode_levels(levels: &Levels) -> Result<[u8; MAX_LEVELS], EnforceError> {
+    if levels.len() > MAX_LEVELS {
+        return Err(err(
+            "levels",
+            format!("{levels:?}: the kernel looks up at most {MAX_LEVELS}"),
+        ));
+    }
+    let mut out = [0u8; MAX_LEVELS];
+    for (slot, level) in out.iter_mut().zip(levels.iter().rev()) {
+        *slot = u8::try_from(*level)
+            .ok()
+            .filter(|l| *l != 0)
+            .ok_or_else(|| err("levels", format!("level {level} is not in 1..=255")))?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn levels_encode_in_order_then_zeros() {
+        assert_eq!(encode_levels(&Levels::new()).unwrap_or_default(), [0; 4]);
+        let levels = Levels::from([2, 3]);
+        assert_eq!(encode_levels(&levels).unwrap_or_default(), [3, 2, 0, 0]);
+        assert!(encode_levels(&Levels::from([1, 2, 3, 4, 5])).is_err());
+        assert!(encode_levels(&Levels::from([0])).is_err());
+        assert!(encode_levels(&Levels::from([256])).is_err());
     }
 }

@@ -37,10 +37,16 @@ impl PathIndex {
     }
 }
 
+/// The size of a record written by programs of layout version 1 (no `guard_id`), which a
+/// restarted agent may still find in the pinned ring buffer.
+const V1_RECORD: usize = 96;
+
 impl RawEvent {
-    /// Reads one record (native endianness, the C layout) without `unsafe`.
+    /// Reads one record (native endianness, the C layout) without `unsafe`. A version 1 record
+    /// (96 bytes, no `guard_id`) reads with `guard_id` = `cgroup_id`: those programs matched the
+    /// task's own cgroup only.
     pub fn from_bytes(b: &[u8]) -> Option<Self> {
-        if b.len() < size_of::<RawEvent>() {
+        if b.len() < V1_RECORD {
             return None;
         }
         let u64_at = |o: usize| {
@@ -73,6 +79,11 @@ impl RawEvent {
             port: u16_at(62)?,
             addr: b.get(64..80)?.try_into().ok()?,
             comm: b.get(80..96)?.try_into().ok()?,
+            guard_id: if b.len() >= size_of::<RawEvent>() {
+                u64_at(96)?
+            } else {
+                u64_at(0)?
+            },
         })
     }
 }
@@ -101,6 +112,7 @@ pub fn decode(raw: &RawEvent, paths: &PathIndex) -> Option<KernelEvent> {
         kind,
         verdict,
         cgroup_id: raw.cgroup_id,
+        guard_cgroup_id: raw.guard_id,
         slot: raw.slot,
         pid: raw.pid,
         comm: String::from_utf8_lossy(&raw.comm[..comm_len]).into_owned(),
@@ -223,6 +235,7 @@ mod tests {
         b.extend_from_slice(&r.port.to_ne_bytes());
         b.extend_from_slice(&r.addr);
         b.extend_from_slice(&r.comm);
+        b.extend_from_slice(&r.guard_id.to_ne_bytes());
         b
     }
 
@@ -234,6 +247,7 @@ mod tests {
         addr[..4].copy_from_slice(&[10, 1, 2, 3]);
         let raw = RawEvent {
             cgroup_id: 42,
+            guard_id: 7,
             kind: KIND_CONNECT,
             verdict: VERDICT_DENIED,
             slot: 1,
@@ -249,6 +263,7 @@ mod tests {
         assert_eq!(ev.kind, EventKind::Connect);
         assert_eq!(ev.verdict, Verdict::Denied);
         assert_eq!((ev.cgroup_id, ev.slot, ev.pid), (42, 1, 99));
+        assert_eq!(ev.guard_cgroup_id, 7, "matched through an ancestor");
         assert_eq!(ev.comm, "curl");
         assert_eq!(ev.addr, Some("10.1.2.3".parse().expect("ip")));
         assert_eq!(ev.port, Some(443));
@@ -282,5 +297,26 @@ mod tests {
         assert_eq!(ev.inode, Some((7, 100)));
         assert_eq!(ev.addr, None);
         assert!(RawEvent::from_bytes(&[0u8; 95]).is_none());
+    }
+
+    /// Records of the previous layout (pinned ring buffer, older programs still attached while a
+    /// new agent starts) decode, guarded by their own cgroup.
+    #[test]
+    fn version_1_records_decode() {
+        let raw = RawEvent {
+            cgroup_id: 42,
+            guard_id: 7,
+            kind: KIND_BIND,
+            verdict: VERDICT_REWRITTEN,
+            family: 4,
+            port: 8080,
+            ..RawEvent::default()
+        };
+        let bytes = raw_bytes(&raw);
+        let old = RawEvent::from_bytes(&bytes[..V1_RECORD]).expect("decodes");
+        assert_eq!((old.cgroup_id, old.guard_id), (42, 42));
+        assert_eq!(old.port, 8080);
+        let new = RawEvent::from_bytes(&bytes).expect("decodes");
+        assert_eq!((new.cgroup_id, new.guard_id), (42, 7));
     }
 }

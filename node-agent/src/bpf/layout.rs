@@ -6,7 +6,10 @@
 use aya::Pod;
 
 /// `MG_LAYOUT_VERSION`: bumped with any incompatible map change.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
+
+/// `MG_MAX_LEVELS`: cgroup levels at which a task's ancestors are looked up.
+pub const MAX_LEVELS: usize = 4;
 
 pub const SLOT_ACTIVE: u32 = 1 << 0;
 pub const SLOT_CONFINE_LISTENERS: u32 = 1 << 1;
@@ -52,6 +55,7 @@ pub const EXEC_RULES: &str = "exec_rules";
 pub const EGRESS_V4: &str = "egress_v4";
 pub const EGRESS_V6: &str = "egress_v6";
 pub const DENY_PORTS: &str = "deny_ports";
+pub const PUBLIC_PORTS: &str = "public_ports";
 pub const SETTINGS: &str = "settings";
 pub const META: &str = "meta";
 pub const STATS: &str = "stats";
@@ -76,7 +80,7 @@ const fn spec<K, V>(name: &'static str, max_entries: u32) -> MapSpec {
 }
 
 /// Every map of `mcp_guard.bpf.o`, with the layout this build expects.
-pub const MAP_SPECS: [MapSpec; 11] = [
+pub const MAP_SPECS: [MapSpec; 12] = [
     spec::<u64, u32>(GUARDED_CGROUPS, 16384),
     spec::<u32, SlotConfig>(SLOT_CONFIG, 256),
     spec::<PathKey, u32>(FILE_RULES, 16384),
@@ -84,6 +88,7 @@ pub const MAP_SPECS: [MapSpec; 11] = [
     spec::<aya::maps::lpm_trie::Key<V4Data>, u32>(EGRESS_V4, 32768),
     spec::<aya::maps::lpm_trie::Key<V6Data>, u32>(EGRESS_V6, 32768),
     spec::<PortKey, u32>(DENY_PORTS, 8192),
+    spec::<PublicPortKey, u32>(PUBLIC_PORTS, 16384),
     spec::<u32, Settings>(SETTINGS, 1),
     spec::<u32, Meta>(META, 1),
     spec::<u32, u64>(STATS, 4),
@@ -109,7 +114,8 @@ pub struct SlotConfig {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Settings {
     pub flags: u32,
-    pub reserved: u32,
+    /// Cgroup levels at which a task's ancestors are looked up, ended by the first 0.
+    pub levels: [u8; MAX_LEVELS],
 }
 
 /// `struct mg_meta`: which object created the pinned programs.
@@ -155,6 +161,15 @@ pub struct PortKey {
     pub port: u32,
 }
 
+/// `struct mg_public_port_key`: (guard key, port).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PublicPortKey {
+    pub cgroup_id: u64,
+    pub port: u32,
+    pub pad: u32,
+}
+
 /// `struct mg_event`: one ring buffer record (read with `read_unaligned`, never referenced in place).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -173,6 +188,8 @@ pub struct RawEvent {
     pub port: u16,
     pub addr: [u8; 16],
     pub comm: [u8; 16],
+    /// The `guarded_cgroups` key that matched: `cgroup_id`, or an ancestor of it.
+    pub guard_id: u64,
 }
 
 // SAFETY (all impls below): each type is `#[repr(C)]`, `Copy`, made only of integers and byte
@@ -192,6 +209,8 @@ unsafe impl Pod for V4Data {}
 unsafe impl Pod for V6Data {}
 #[allow(unsafe_code)]
 unsafe impl Pod for PortKey {}
+#[allow(unsafe_code)]
+unsafe impl Pod for PublicPortKey {}
 
 /// FNV-1a over the object's bytes: tells whether pinned programs came from this build's object.
 pub fn object_hash(bytes: &[u8]) -> u64 {
@@ -212,6 +231,8 @@ mod tests {
         assert_eq!(size_of::<aya::maps::lpm_trie::Key<V6Data>>(), 24);
         assert_eq!(size_of::<PortKey>(), 8);
         assert_eq!(size_of::<Meta>(), 16);
-        assert_eq!(size_of::<RawEvent>(), 96);
+        assert_eq!(size_of::<Settings>(), 8);
+        assert_eq!(size_of::<PublicPortKey>(), 16);
+        assert_eq!(size_of::<RawEvent>(), 104);
     }
 }

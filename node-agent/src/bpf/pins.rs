@@ -83,10 +83,14 @@ fn prog_path(pin_dir: &Path, prog: &str) -> PathBuf {
     pin_dir.join("progs").join(prog)
 }
 
-/// Refuses pinned (or freshly created) maps whose layout differs from this build's.
-pub(super) fn check_maps(pin_dir: &Path) -> Result<()> {
+/// Refuses pinned (or freshly created) maps whose layout differs from this build's. With
+/// `missing_ok`, a map not pinned at all passes (an older build did not have it).
+pub(super) fn check_maps(pin_dir: &Path, missing_ok: bool) -> Result<()> {
     for spec in MAP_SPECS {
         let path = map_path(pin_dir, spec.name);
+        if missing_ok && !path.exists() {
+            continue;
+        }
         let info = MapInfo::from_pin(&path).with_context(|| format!("open {}", path.display()))?;
         let got = (info.key_size(), info.value_size(), info.max_entries());
         let want = (spec.key_size, spec.value_size, spec.max_entries);

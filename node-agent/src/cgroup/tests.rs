@@ -278,6 +278,98 @@ fn a_container_not_created_yet_is_not_found() {
     );
 }
 
+/// The pod's own directory, for both drivers, every QoS class and a kubelet `--cgroup-root`, with
+/// its level below the cgroup v2 root (what the BPF programs look up a process's ancestor at).
+#[test]
+fn locates_pod_cgroups_and_their_levels() {
+    use Driver::*;
+    use QosClass::*;
+    let kubelet = vec!["kubelet".to_owned()];
+    let cases: &[(Driver, &[String], QosClass, String, u32)] = &[
+        (Cgroupfs, &[], Guaranteed, format!("kubepods/pod{UID}"), 2),
+        (
+            Cgroupfs,
+            &[],
+            Burstable,
+            format!("kubepods/burstable/pod{UID}"),
+            3,
+        ),
+        (
+            Cgroupfs,
+            &[],
+            BestEffort,
+            format!("kubepods/besteffort/pod{UID}"),
+            3,
+        ),
+        (
+            Systemd,
+            &[],
+            Guaranteed,
+            format!("kubepods.slice/kubepods-pod{UID_}.slice"),
+            2,
+        ),
+        (
+            Systemd,
+            &[],
+            Burstable,
+            format!("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice"),
+            3,
+        ),
+        (
+            Systemd,
+            &[],
+            BestEffort,
+            format!("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_}.slice"),
+            3,
+        ),
+        (
+            Cgroupfs,
+            &kubelet,
+            Burstable,
+            format!("kubelet/kubepods/burstable/pod{UID}"),
+            4,
+        ),
+        (
+            Systemd,
+            &kubelet,
+            Guaranteed,
+            format!("kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-pod{UID_}.slice"),
+            3,
+        ),
+    ];
+    let mount = "/sys/fs/cgroup";
+    for (driver, parent, qos, relative, level) in cases {
+        let dir = format!("{mount}/{relative}");
+        // A container beneath it, as the runtime creates it later, changes nothing.
+        let fs = FakeFs::with(&[&dir, &format!("{dir}/cri-containerd-{ID}.scope")]);
+        let mut layout = Layout::new(mount);
+        layout.parent = parent.to_vec();
+        for known in [Some(*qos), None] {
+            let found = locate_pod(&fs, &layout, known, UID).unwrap();
+            let what = format!(
+                "{driver:?} {parent:?} {qos:?} (qos known: {})",
+                known.is_some()
+            );
+            assert_eq!(found.path, PathBuf::from(&dir), "{what}");
+            assert_eq!(found.id, 100, "{what}: the directory's inode");
+            assert_eq!(found.level, *level, "{what}");
+            assert_eq!(found.driver, *driver, "{what}");
+        }
+    }
+}
+
+#[test]
+fn a_pod_not_created_yet_is_not_found_and_a_strange_uid_is_refused() {
+    let fs = FakeFs::with(&["/sys/fs/cgroup/kubepods/burstable"]);
+    let layout = Layout::new("/sys/fs/cgroup");
+    let err = locate_pod(&fs, &layout, Some(QosClass::Burstable), UID).unwrap_err();
+    assert!(matches!(err, CgroupError::PodNotFound { .. }), "{err}");
+    for bad in ["", "../x", "a/b", "a.b"] {
+        let err = locate_pod(&fs, &layout, None, bad).unwrap_err();
+        assert!(matches!(err, CgroupError::BadPodUid(_)), "{bad:?}: {err}");
+    }
+}
+
 #[test]
 fn finds_cgroup2_mounts_in_mountinfo() {
     let mountinfo = "\

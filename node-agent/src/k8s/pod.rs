@@ -1,15 +1,25 @@
 //! What the agent reads from a guarded pod and from a policy's ConfigMap (pure).
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Container, ContainerStatus, Pod, PodSpec};
 use mcp_guard_crds::names::{ANNOTATION_POLICY, ANNOTATION_POLICY_SHA256, POLICY_KEY};
 use mcp_guard_policy::compiled::{CompiledPolicy, Runtime};
 
 use crate::cgroup::{ContainerId, QosClass};
 
-/// The sidecar the webhook injects (`mcp_guard_operator::inject::PROXY_CONTAINER`). It is the guard,
-/// not the guarded: it must reach collectors and own the pod's public port, so the runtime policy,
-/// which confines the MCP server, does not apply to it.
+/// The name the webhook gives the proxy container of `http` pods, suffixed `-1`, `-2`, ... when the
+/// pod already has one (`mcp_guard_operator::inject::PROXY_CONTAINER`). Used only to find the
+/// proxy's public ports: the proxy is confined like every other container of its pod.
 pub const PROXY_CONTAINER: &str = "mcp-guard-proxy";
+
+/// The proxy binary as the server container of a `stdio` pod runs it
+/// (`mcp_guard_operator::inject::PROXY_PATH_IN_BIN`).
+pub const PROXY_PATH_IN_BIN: &str = "/mcp-guard/bin/mcp-guard-proxy";
+
+/// The proxy flags whose address is a public port of the pod when it is a wildcard address.
+const PUBLIC_FLAGS: [&str; 2] = ["--listen", "--metrics"];
 
 /// A guarded pod, as far as the agent cares.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,10 +31,17 @@ pub struct PodInfo {
     pub qos: Option<QosClass>,
     /// The `mcpguard.io/policy` annotation (a policy in the pod's namespace).
     pub policy: Option<String>,
-    /// The running containers to confine (the proxy sidecar and init containers excluded).
+    /// The pod is done (`Succeeded` or `Failed`): nothing of it runs any more.
+    pub finished: bool,
+    /// Its running containers, every kind (containers, init containers and native sidecars,
+    /// ephemeral containers): file and exec rules resolve inside each one's root, and events name
+    /// them.
     pub containers: Vec<ContainerInfo>,
-    /// Containers whose ID the agent cannot read (reported, not guarded).
+    /// Containers whose ID the agent cannot read (reported; their rules do not resolve).
     pub unreadable: Vec<String>,
+    /// The pod's public ports: the injected proxy's wildcard `--listen` and `--metrics` ports,
+    /// which its binds keep (the pod serves clients and Prometheus there).
+    pub public_ports: BTreeSet<u16>,
 }
 
 /// A running container of a guarded pod.
@@ -35,8 +52,7 @@ pub struct ContainerInfo {
 }
 
 impl PodInfo {
-    /// Reads a pod; `None` when it lacks a namespace, name or UID. Pods that finished have no
-    /// containers to confine.
+    /// Reads a pod; `None` when it lacks a namespace, name or UID.
     pub fn from_pod(pod: &Pod) -> Option<Self> {
         let meta = &pod.metadata;
         let status = pod.status.as_ref();
@@ -45,12 +61,15 @@ impl PodInfo {
             .is_some_and(|p| p == "Succeeded" || p == "Failed");
         let mut containers = Vec::new();
         let mut unreadable = Vec::new();
-        let statuses = status.and_then(|s| s.container_statuses.as_deref());
-        for cs in statuses.unwrap_or_default() {
-            let running = cs.state.as_ref().is_some_and(|s| s.running.is_some());
-            if finished || !running || cs.name == PROXY_CONTAINER {
-                continue;
-            }
+        let statuses = status.into_iter().flat_map(|s| {
+            let lists = [
+                &s.container_statuses,
+                &s.init_container_statuses,
+                &s.ephemeral_container_statuses,
+            ];
+            lists.into_iter().flat_map(|l| l.iter().flatten())
+        });
+        for cs in statuses.filter(|cs| !finished && running(cs)) {
             let Some(raw) = cs.container_id.as_deref() else {
                 continue;
             };
@@ -75,10 +94,54 @@ impl PodInfo {
                 .and_then(|a| a.get(ANNOTATION_POLICY))
                 .map(|p| p.trim().to_owned())
                 .filter(|p| !p.is_empty()),
+            finished,
             containers,
             unreadable,
+            public_ports: pod.spec.as_ref().map(public_ports).unwrap_or_default(),
         })
     }
+}
+
+fn running(cs: &ContainerStatus) -> bool {
+    cs.state.as_ref().is_some_and(|s| s.running.is_some())
+}
+
+/// The pod's public ports: the wildcard (`0.0.0.0` or `[::]`) addresses of `--listen` and
+/// `--metrics` in the command line of each container that runs the injected proxy: the proxy
+/// container of an `http` pod (named [`PROXY_CONTAINER`]…, the image's entrypoint with these args),
+/// or the server container of a `stdio` pod (its command starts with [`PROXY_PATH_IN_BIN`]; the
+/// server's own arguments after `--` are not read).
+pub fn public_ports(spec: &PodSpec) -> BTreeSet<u16> {
+    let mut ports = BTreeSet::new();
+    for c in &spec.containers {
+        let Some(flags) = proxy_flags(c) else {
+            continue;
+        };
+        let mut flags = flags.take_while(|a| *a != "--");
+        while let Some(flag) = flags.next() {
+            let value = match flag.split_once('=') {
+                Some((name, value)) if PUBLIC_FLAGS.contains(&name) => Some(value),
+                None if PUBLIC_FLAGS.contains(&flag) => flags.next(),
+                _ => None,
+            };
+            let addr = value.and_then(|v| v.parse::<SocketAddr>().ok());
+            if let Some(addr) = addr.filter(|a| a.ip().is_unspecified() && a.port() != 0) {
+                ports.insert(addr.port());
+            }
+        }
+    }
+    ports
+}
+
+/// The proxy's flags (and what follows them) when `c` runs the proxy.
+fn proxy_flags(c: &Container) -> Option<impl Iterator<Item = &str>> {
+    let leading: &[String] = match c.command.as_deref() {
+        Some([exe, rest @ ..]) if exe == PROXY_PATH_IN_BIN => rest,
+        None if c.name.starts_with(PROXY_CONTAINER) => &[],
+        _ => return None,
+    };
+    let args = c.args.iter().flatten();
+    Some(leading.iter().chain(args).map(String::as_str))
 }
 
 /// A policy as loaded from its ConfigMap.
@@ -107,3 +170,6 @@ pub fn load_policy(cm: &ConfigMap) -> Result<LoadedPolicy, String> {
             .cloned(),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,8 +1,18 @@
 //! The node's guarded pods and their policies, and the desired kernel state they add up to.
 //!
 //! Pure apart from the [`CgroupFs`] and [`PathResolver`] it is handed (real ones on the node, fakes in
-//! tests). Containers whose cgroup (or first process) is not there yet are counted as pending and
-//! looked up again on the next call; found ones are cached by container ID until [`NodeState::forget_cgroups`].
+//! tests). What is guarded is each pod's cgroup: it exists before anything of the pod runs, and the
+//! BPF programs find it as an ancestor of every container's cgroup (at the pod cgroup's level, which
+//! goes into [`Desired::levels`]), so every container, the proxy, init containers, native sidecars
+//! and ephemeral containers, is confined from its first instruction. The pod's public ports (the
+//! proxy's listeners) are opened for that cgroup. The containers' own cgroups are still looked up
+//! when they run: file and exec rules resolve inside each one's root (so they apply from then on),
+//! and events name the container.
+//!
+//! Pods and containers whose cgroup (or first process) is not there yet are counted as pending and
+//! looked up again on the next call; found ones are cached (by pod UID and container ID) until
+//! [`NodeState::forget_cgroups`]. [`NodeState::pods_appeared`] looks only for the pending pods'
+//! cgroups, cheaply enough to be polled while the kubelet creates them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -10,8 +20,8 @@ use std::path::PathBuf;
 use mcp_guard_policy::compiled::Runtime;
 
 use super::pod::{LoadedPolicy, PodInfo};
-use crate::cgroup::{CgroupError, CgroupFs, ContainerId, Layout, locate};
-use crate::model::Slot;
+use crate::cgroup::{CgroupError, CgroupFs, ContainerId, Layout, PodCgroup, locate, locate_pod};
+use crate::model::{KernelEvent, MAX_LEVELS, Slot};
 use crate::otlp::Owner;
 use crate::probe::Enforcement;
 use crate::rules::{PathResolver, Skipped, is_empty, slot_rules};
@@ -38,9 +48,11 @@ struct Found {
 /// What a desired-state computation ran into.
 #[derive(Debug, Default)]
 pub struct Summary {
+    /// Pods whose cgroup is not there yet (the kubelet has not created it): polled.
+    pub pending_pods: Vec<String>,
     /// Containers whose cgroup or process is not there yet (retry).
     pub pending: Vec<String>,
-    /// Containers that will never be found (unknown runtime, I/O errors).
+    /// Pods and containers that will never be found (unknown runtime, I/O errors, too many levels).
     pub errors: Vec<String>,
     /// Denied paths missing in some container.
     pub skipped: Vec<Skipped>,
@@ -48,6 +60,18 @@ pub struct Summary {
     pub exhausted: Vec<SlotsExhausted>,
     /// Pods referring to a policy that has no ConfigMap.
     pub missing_policies: BTreeSet<PolicyRef>,
+    /// Pods about to be guarded although a container of theirs already runs unguarded (the agent
+    /// was down or slow when it started): what it did before is not confined. With their cgroup id.
+    pub late: Vec<(String, u64)>,
+}
+
+/// One guarded pod of a policy, found on the node.
+#[derive(Debug)]
+struct Member<'a> {
+    label: String,
+    pod: &'a PodInfo,
+    cgroup: Option<PodCgroup>,
+    containers: Vec<Found>,
 }
 
 /// The node's pods, policies and slots.
@@ -59,6 +83,7 @@ pub struct NodeState {
     pods: BTreeMap<(String, String), PodInfo>,
     policies: BTreeMap<PolicyRef, PolicyState>,
     found: HashMap<ContainerId, Found>,
+    found_pods: HashMap<String, PodCgroup>,
     owners: HashMap<u64, Owner>,
     slots: SlotAllocator,
 }
@@ -73,6 +98,7 @@ impl NodeState {
             pods: BTreeMap::new(),
             policies: BTreeMap::new(),
             found: HashMap::new(),
+            found_pods: HashMap::new(),
             owners: HashMap::new(),
             slots: SlotAllocator::new(),
         }
@@ -123,15 +149,117 @@ impl NodeState {
     /// Drops every cached cgroup lookup, so that the next computation finds them afresh.
     pub fn forget_cgroups(&mut self) {
         self.found.clear();
+        self.found_pods.clear();
     }
 
-    /// Who owns a guarded cgroup (as of the last computation).
+    /// Who owns a guarded cgroup (as of the last computation): a pod's, or one of its containers'.
     pub fn owner(&self, cgroup_id: u64) -> Option<&Owner> {
         self.owners.get(&cgroup_id)
     }
 
+    /// Who an event is about: the container whose cgroup it names when the agent has seen it
+    /// running, else the pod whose cgroup guarded it.
+    pub fn owner_of(&self, event: &KernelEvent) -> Option<&Owner> {
+        self.owner(event.cgroup_id)
+            .or_else(|| self.owner(event.guard_cgroup_id))
+    }
+
+    /// Whether a pending pod's cgroup has appeared (and is now cached): only the pending pods are
+    /// looked up, a few `stat`s each, so this can be polled while pods start.
+    pub fn pods_appeared(&mut self, fs: &dyn CgroupFs) -> bool {
+        let mut appeared = false;
+        for pod in self.pods.values() {
+            if pod.policy.is_none() || pod.finished || self.found_pods.contains_key(&pod.uid) {
+                continue;
+            }
+            if let Ok(found) = locate_pod(fs, &self.layout, pod.qos, &pod.uid) {
+                self.found_pods.insert(pod.uid.clone(), found);
+                appeared = true;
+            }
+        }
+        appeared
+    }
+
+    /// Finds the pods' and their running containers' cgroups, grouped by policy.
+    fn members(
+        &mut self,
+        fs: &dyn CgroupFs,
+        summary: &mut Summary,
+    ) -> BTreeMap<PolicyRef, Vec<Member<'_>>> {
+        let mut groups: BTreeMap<PolicyRef, Vec<Member<'_>>> = BTreeMap::new();
+        let mut live = HashMap::new();
+        let mut live_pods = HashMap::new();
+        let mut owners = HashMap::new();
+        for pod in self.pods.values() {
+            let Some(name) = &pod.policy else { continue };
+            let group = groups
+                .entry(PolicyRef::new(&pod.namespace, name))
+                .or_default();
+            if pod.finished {
+                continue;
+            }
+            let label = format!("{}/{}", pod.namespace, pod.name);
+            summary
+                .errors
+                .extend(pod.unreadable.iter().map(|c| format!("{label}: {c}")));
+            let owner = |container: Option<&str>| Owner {
+                namespace: Some(pod.namespace.clone()),
+                pod: Some(pod.name.clone()),
+                container: container.map(str::to_owned),
+                policy: Some(name.clone()),
+            };
+            let cgroup = match self.found_pods.get(&pod.uid) {
+                Some(f) => Ok(f.clone()),
+                None => locate_pod(fs, &self.layout, pod.qos, &pod.uid),
+            };
+            let cgroup = match cgroup {
+                Ok(found) => {
+                    owners.insert(found.id, owner(None));
+                    live_pods.insert(pod.uid.clone(), found.clone());
+                    Some(found)
+                }
+                Err(CgroupError::PodNotFound { .. }) => {
+                    summary.pending_pods.push(label.clone());
+                    None
+                }
+                Err(e) => {
+                    summary.errors.push(format!("{label}: {e}"));
+                    None
+                }
+            };
+            let mut containers = Vec::new();
+            for c in &pod.containers {
+                let found = match self.found.get(&c.id) {
+                    Some(f) => Ok(f.clone()),
+                    None => find(fs, &self.layout, pod, &c.id),
+                };
+                match found {
+                    Ok(f) => {
+                        owners.insert(f.cgroup_id, owner(Some(&c.name)));
+                        live.insert(c.id.clone(), f.clone());
+                        containers.push(f);
+                    }
+                    Err(CgroupError::NotFound { .. }) => {
+                        summary.pending.push(format!("{label}/{}", c.name));
+                    }
+                    Err(e) => summary.errors.push(format!("{label}/{}: {e}", c.name)),
+                }
+            }
+            group.push(Member {
+                label,
+                pod,
+                cgroup,
+                containers,
+            });
+        }
+        self.found = live;
+        self.found_pods = live_pods;
+        self.owners = owners;
+        groups
+    }
+
     /// The desired kernel state. `current` is what the kernel guards now (slot hints after a restart,
-    /// and the cgroups to keep while a policy is pending).
+    /// the cgroups to keep while a policy is pending, container entries to retire).
     pub fn desired(
         &mut self,
         fs: &dyn CgroupFs,
@@ -139,59 +267,33 @@ impl NodeState {
         current: &BTreeMap<u64, Slot>,
     ) -> (Desired, Summary) {
         let mut summary = Summary::default();
-        let mut groups: BTreeMap<PolicyRef, Vec<Found>> = BTreeMap::new();
-        let mut owners = HashMap::new();
-        let mut live = HashMap::new();
-        for pod in self.pods.values() {
-            let Some(name) = &pod.policy else { continue };
-            let policy = PolicyRef::new(&pod.namespace, name);
-            let group = groups.entry(policy).or_default();
-            summary.errors.extend(
-                pod.unreadable
-                    .iter()
-                    .map(|c| format!("{}/{}: {c}", pod.namespace, pod.name)),
-            );
-            for c in &pod.containers {
-                let label = format!("{}/{}/{}", pod.namespace, pod.name, c.name);
-                let found = match self.found.get(&c.id) {
-                    Some(f) => Ok(f.clone()),
-                    None => find(fs, &self.layout, pod, &c.id),
-                };
-                match found {
-                    Ok(f) => {
-                        owners.insert(
-                            f.cgroup_id,
-                            Owner {
-                                namespace: Some(pod.namespace.clone()),
-                                pod: Some(pod.name.clone()),
-                                container: Some(c.name.clone()),
-                                policy: Some(name.clone()),
-                            },
-                        );
-                        live.insert(c.id.clone(), f.clone());
-                        group.push(f);
-                    }
-                    Err(CgroupError::NotFound { .. }) => summary.pending.push(label),
-                    Err(e) => summary.errors.push(format!("{label}: {e}")),
-                }
-            }
-        }
-        self.found = live;
-        self.owners = owners;
-        self.slots.retain(|p| groups.contains_key(p));
+        let (proc_root, enforcement) = (self.proc_root.clone(), self.enforcement);
+        let mut slots = std::mem::take(&mut self.slots);
+        let policies = std::mem::take(&mut self.policies);
+        let groups = self.members(fs, &mut summary);
+        slots.retain(|p| groups.contains_key(p));
 
         let mut desired = Desired::default();
+        let mut levels: BTreeMap<u32, Vec<String>> = BTreeMap::new();
         for (policy, members) in &groups {
-            let state = self.policies.get(policy).unwrap_or(&PolicyState::Pending);
+            let state = policies.get(policy).unwrap_or(&PolicyState::Pending);
             if let PolicyState::Missing = state {
                 summary.missing_policies.insert(policy.clone());
                 continue;
             }
-            // The slot its cgroups already carry (after a restart) is reserved even while pending.
-            let hint = members
+            let pods: Vec<(&Member<'_>, &PodCgroup)> = members
                 .iter()
-                .find_map(|f| current.get(&f.cgroup_id).copied());
-            let slot = match self.slots.allocate(policy, hint) {
+                .filter_map(|m| Some((m, m.cgroup.as_ref()?)))
+                .collect();
+            let containers = || members.iter().flat_map(|m| &m.containers);
+            // The slot its cgroups already carry (after a restart, or an upgrade from container
+            // entries) is reserved even while pending.
+            let hint = pods
+                .iter()
+                .map(|(_, c)| c.id)
+                .chain(containers().map(|f| f.cgroup_id))
+                .find_map(|id| current.get(&id).copied());
+            let slot = match slots.allocate(policy, hint) {
                 Ok(slot) => slot,
                 Err(e) => {
                     summary.exhausted.push(e);
@@ -199,33 +301,73 @@ impl NodeState {
                 }
             };
             let PolicyState::Loaded(loaded) = state else {
+                for (m, c) in &pods {
+                    if current.contains_key(&c.id) {
+                        desired.keep.insert(c.id);
+                        desired
+                            .ports
+                            .extend(m.pod.public_ports.iter().map(|p| (c.id, *p)));
+                        levels.entry(c.level).or_default().push(m.label.clone());
+                    }
+                }
                 desired.keep.extend(
-                    members
-                        .iter()
+                    containers()
                         .map(|f| f.cgroup_id)
                         .filter(|id| current.contains_key(id)),
                 );
                 continue;
             };
-            if members.is_empty() {
+            if pods.is_empty() {
                 continue;
             }
-            let roots: Vec<PathBuf> = members
-                .iter()
-                .map(|f| self.proc_root.join(f.pid.to_string()).join("root"))
+            let roots: Vec<PathBuf> = containers()
+                .map(|f| proc_root.join(f.pid.to_string()).join("root"))
                 .collect();
-            let runtime = enforced_runtime(&loaded.runtime, self.enforcement);
+            let runtime = enforced_runtime(&loaded.runtime, enforcement);
             let resolved = slot_rules(&runtime, &roots, resolver);
             summary.skipped.extend(resolved.skipped);
-            let rules = self.enforcement.restrict(resolved.rules);
+            let rules = enforcement.restrict(resolved.rules);
             if is_empty(&rules) {
                 continue;
             }
+            // Only the network rules have a start to miss: file rules wait for a running container.
+            let network = rules.confine_listeners
+                || !rules.egress_allow.is_empty()
+                || !rules.egress_deny.is_empty()
+                || !rules.deny_ports.is_empty();
             desired.rules.insert(slot, rules);
-            for f in members {
-                desired.cgroups.insert(f.cgroup_id, slot);
+            for (m, c) in &pods {
+                desired.cgroups.insert(c.id, slot);
+                desired
+                    .ports
+                    .extend(m.pod.public_ports.iter().map(|p| (c.id, *p)));
+                levels.entry(c.level).or_default().push(m.label.clone());
+                let mut retired = false;
+                for f in &m.containers {
+                    if current.get(&f.cgroup_id) == Some(&slot) {
+                        desired.retire.insert(f.cgroup_id);
+                        retired = true;
+                    }
+                }
+                if network
+                    && !current.contains_key(&c.id)
+                    && !retired
+                    && !m.pod.containers.is_empty()
+                {
+                    summary.late.push((m.label.clone(), c.id));
+                }
             }
         }
+        for (level, pods) in levels.iter().skip(MAX_LEVELS) {
+            summary.errors.push(format!(
+                "{}: pod cgroups at level {level}, beyond the {MAX_LEVELS} levels the kernel looks                  up; only processes directly in them are confined",
+                pods.join(", ")
+            ));
+        }
+        desired.levels = levels.into_keys().take(MAX_LEVELS).collect();
+        drop(groups);
+        self.slots = slots;
+        self.policies = policies;
         (desired, summary)
     }
 }

@@ -1,85 +1,24 @@
 #![allow(clippy::unwrap_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::ConfigMap;
 use mcp_guard_policy::CompiledPolicy;
 use mcp_guard_policy::compiled::{DeniedPath, Runtime};
 use serde_json::json;
 
+use super::fixtures::{SERVER, UID, http_containers, pod, pod_with, running};
 use super::pod::{LoadedPolicy, PROXY_CONTAINER, PodInfo, load_policy};
-use super::state::{NodeState, PolicyState};
+use super::state::{NodeState, PolicyState, Summary};
 use super::*;
-use crate::cgroup::{HostCgroupFs, Layout, QosClass};
-use crate::model::Inode;
+use crate::cgroup::{HostCgroupFs, Layout};
+use crate::model::{Inode, KernelEvent, Levels, SlotRules};
 use crate::probe::Enforcement;
 use crate::rules::{HostResolver, kernel_dev};
 use crate::slots::fake::RecordingEnforcer;
 use crate::slots::{Op, Reconciler};
-
-const UID: &str = "0a1b2c3d-1111-2222-3333-444455556666";
-const SERVER: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-const PROXY: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
-
-fn pod(name: &str, policy: Option<&str>, containers: serde_json::Value) -> Pod {
-    let mut annotations = serde_json::Map::new();
-    if let Some(p) = policy {
-        annotations.insert("mcpguard.io/policy".into(), json!(p));
-    }
-    serde_json::from_value(json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": "tools", "uid": UID,
-                     "labels": {"mcpguard.io/guarded": "true"}, "annotations": annotations},
-        "spec": {"nodeName": "node-1", "containers": [{"name": "server"}]},
-        "status": {"phase": "Running", "qosClass": "Burstable", "containerStatuses": containers},
-    }))
-    .unwrap()
-}
-
-fn running(name: &str, id: &str) -> serde_json::Value {
-    json!({"name": name, "containerID": id, "ready": true, "restartCount": 0, "image": "i",
-           "imageID": "", "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}})
-}
-
-#[test]
-fn a_pod_yields_its_running_containers_but_not_the_proxy() {
-    let p = pod(
-        "fs-0",
-        Some("no-exec"),
-        json!([
-            running("server", &format!("containerd://{SERVER}")),
-            running(PROXY_CONTAINER, &format!("containerd://{PROXY}")),
-            running("weird", "rkt://abc"),
-            {"name": "starting", "ready": false, "restartCount": 0, "image": "i", "imageID": "",
-             "state": {"waiting": {"reason": "ContainerCreating"}}},
-        ]),
-    );
-    let info = PodInfo::from_pod(&p).unwrap();
-    assert_eq!(
-        (
-            info.namespace.as_str(),
-            info.name.as_str(),
-            info.uid.as_str()
-        ),
-        ("tools", "fs-0", UID)
-    );
-    assert_eq!(info.qos, Some(QosClass::Burstable));
-    assert_eq!(info.policy.as_deref(), Some("no-exec"));
-    let names: Vec<_> = info.containers.iter().map(|c| c.name.as_str()).collect();
-    assert_eq!(names, vec!["server"]);
-    assert_eq!(info.containers[0].id.id, SERVER);
-    assert_eq!(info.unreadable, vec!["weird: rkt://abc".to_owned()]);
-
-    let mut done = p.clone();
-    done.status.as_mut().unwrap().phase = Some("Succeeded".into());
-    assert!(PodInfo::from_pod(&done).unwrap().containers.is_empty());
-    let mut anonymous = p;
-    anonymous.metadata.uid = None;
-    assert!(PodInfo::from_pod(&anonymous).is_none());
-}
 
 fn policy_json(runtime: Runtime) -> String {
     let text = std::fs::read_to_string(
@@ -158,9 +97,11 @@ struct Node {
 
 impl Node {
     fn new() -> Self {
-        Self {
+        let node = Self {
             dir: tempfile::tempdir().unwrap(),
-        }
+        };
+        std::fs::create_dir_all(node.mount().join("kubepods/burstable")).unwrap();
+        node
     }
     fn mount(&self) -> PathBuf {
         self.dir.path().join("cgroup")
@@ -168,11 +109,18 @@ impl Node {
     fn proc(&self) -> PathBuf {
         self.dir.path().join("proc")
     }
-    /// Starts a container: its cgroup with one process, and a root with /etc/shadow and /bin/sh.
+    fn pod_dir(&self) -> PathBuf {
+        self.mount().join(format!("kubepods/burstable/pod{UID}"))
+    }
+    /// The kubelet creates the pod's cgroup; returns its id.
+    fn create_pod(&self) -> u64 {
+        std::fs::create_dir_all(self.pod_dir()).unwrap();
+        std::fs::metadata(self.pod_dir()).unwrap().ino()
+    }
+    /// Starts a container: its cgroup (beneath the pod's) with one process, and a root with
+    /// /etc/shadow and /bin/sh.
     fn start(&self, id: &str, pid: u32) -> u64 {
-        let cg = self
-            .mount()
-            .join(format!("kubepods/burstable/pod{UID}/{id}"));
+        let cg = self.pod_dir().join(id);
         std::fs::create_dir_all(&cg).unwrap();
         std::fs::write(cg.join("cgroup.procs"), format!("{pid}\n")).unwrap();
         let root = self.proc().join(format!("{pid}/root"));
@@ -201,6 +149,12 @@ fn loaded(port: u16) -> PolicyState {
     })
 }
 
+/// The injected `http` pod, scheduled on the node: nothing of it runs yet.
+fn scheduled_pod() -> PodInfo {
+    PodInfo::from_pod(&pod_with("fs-0", Some("no-exec"), http_containers(), None)).unwrap()
+}
+
+/// The same pod with its server container running.
 fn server_pod() -> PodInfo {
     PodInfo::from_pod(&pod(
         "fs-0",
@@ -210,41 +164,83 @@ fn server_pod() -> PodInfo {
     .unwrap()
 }
 
-/// Pods starting, policies arriving and changing, pods going: the calls the enforcer receives.
+struct Step {
+    rec: Reconciler,
+}
+
+impl Step {
+    fn new() -> Self {
+        Self {
+            rec: Reconciler::new(),
+        }
+    }
+    /// One reconcile, as the agent's loop makes it; the calls it made are in `kernel.calls`.
+    fn run(&mut self, state: &mut NodeState, kernel: &mut RecordingEnforcer) -> Summary {
+        kernel.calls.clear();
+        let current = Reconciler::current(kernel).unwrap();
+        let (desired, summary) = state.desired(&HostCgroupFs, &HostResolver, &current);
+        self.rec.reconcile(kernel, &desired);
+        summary
+    }
+}
+
+/// Pods scheduled, starting, policies arriving and changing, pods going: the calls the enforcer
+/// receives. The pod's cgroup is guarded as soon as it exists, before any container of the pod
+/// runs, with its public ports and its level; file rules follow once a container runs.
 #[test]
 fn the_kernel_follows_pods_and_policies() {
     let node = Node::new();
     let mut state = node.state(Enforcement::all());
     let mut kernel = RecordingEnforcer::default();
-    let mut rec = Reconciler::new();
+    let mut step = Step::new();
     let policy = PolicyRef::new("tools", "no-exec");
-    let mut step = |state: &mut NodeState, kernel: &mut RecordingEnforcer| {
-        kernel.calls.clear();
-        let current = Reconciler::current(kernel).unwrap();
-        let (desired, summary) = state.desired(&HostCgroupFs, &HostResolver, &current);
-        rec.reconcile(kernel, &desired);
-        summary
-    };
 
-    // The pod is running per its status, but its cgroup is not there yet: pending, retried.
-    state.upsert_pod(server_pod());
+    // Scheduled on this node; the kubelet has not created its cgroup yet: pending, polled.
+    state.upsert_pod(scheduled_pod());
     state.set_policy(policy.clone(), loaded(25));
-    let summary = step(&mut state, &mut kernel);
-    assert_eq!(summary.pending, vec![format!("tools/fs-0/server")]);
+    let summary = step.run(&mut state, &mut kernel);
+    assert_eq!(summary.pending_pods, vec!["tools/fs-0".to_owned()]);
     assert!(kernel.calls.is_empty());
+    assert!(!state.pods_appeared(&HostCgroupFs));
 
-    // The container starts: its cgroup is guarded, its paths resolved under its own root.
+    // The kubelet creates the pod's cgroup: the poll sees it, and the pod is guarded before its
+    // sandbox or any container exists. Network rules apply; no root to resolve paths in yet.
+    let pod_cg = node.create_pod();
+    assert!(state.pods_appeared(&HostCgroupFs));
+    let summary = step.run(&mut state, &mut kernel);
+    assert!(summary.pending_pods.is_empty() && summary.late.is_empty());
+    let network_only = SlotRules {
+        deny_ports: vec![25],
+        ..SlotRules::default()
+    };
+    assert_eq!(
+        kernel.calls,
+        vec![
+            Op::SetLevels(Levels::from([3])),
+            Op::OpenPort(pod_cg, 8080),
+            Op::OpenPort(pod_cg, 9464),
+            Op::SetRules(0, network_only),
+            Op::Guard(pod_cg, 0),
+        ]
+    );
+    let owner = state.owner(pod_cg).unwrap();
+    assert_eq!(
+        (owner.pod.as_deref(), owner.container.as_deref()),
+        (Some("fs-0"), None)
+    );
+
+    // Its container starts: the file and exec rules resolve in its root, into the same slot; the
+    // pod's entry covers it, so it gets no entry of its own.
     let cg = node.start(SERVER, 4242);
-    let summary = step(&mut state, &mut kernel);
+    state.upsert_pod(server_pod());
+    let summary = step.run(&mut state, &mut kernel);
     assert!(summary.pending.is_empty());
     let rules = kernel.rules[&0].clone();
     assert_eq!(rules.files[0].inode, node.inode(4242, "/etc/shadow"));
     assert_eq!(rules.exec[0].inode, node.inode(4242, "/bin/sh"));
     assert_eq!(rules.deny_ports, vec![25]);
-    assert_eq!(
-        kernel.calls,
-        vec![Op::SetRules(0, rules.clone()), Op::Guard(cg, 0)]
-    );
+    assert_eq!(kernel.calls, vec![Op::SetRules(0, rules.clone())]);
+    assert_eq!(kernel.guarded, BTreeMap::from([(pod_cg, 0)]));
     let skipped: Vec<_> = summary.skipped.iter().map(|s| s.path.as_str()).collect();
     assert_eq!(skipped, vec!["/usr/bin/curl"], "missing paths are reported");
     let owner = state.owner(cg).unwrap();
@@ -259,29 +255,80 @@ fn the_kernel_follows_pods_and_policies() {
     assert_eq!(owner.policy.as_deref(), Some("no-exec"));
 
     // Nothing changed: no calls.
-    step(&mut state, &mut kernel);
+    step.run(&mut state, &mut kernel);
     assert!(kernel.calls.is_empty());
 
     // The ConfigMap changes: only the rules are rewritten.
     state.set_policy(policy.clone(), loaded(26));
-    step(&mut state, &mut kernel);
+    step.run(&mut state, &mut kernel);
     assert!(matches!(kernel.calls.as_slice(), [Op::SetRules(0, r)] if r.deny_ports == vec![26]));
 
-    // The policy is deleted: the cgroup is released.
+    // The policy is deleted: the pod is released, its ports closed.
     state.set_policy(policy.clone(), PolicyState::Missing);
-    let summary = step(&mut state, &mut kernel);
-    assert_eq!(kernel.calls, vec![Op::Unguard(cg), Op::ClearRules(0)]);
+    let summary = step.run(&mut state, &mut kernel);
+    assert_eq!(
+        kernel.calls,
+        vec![
+            Op::SetLevels(Levels::new()),
+            Op::Unguard(pod_cg),
+            Op::ClosePort(pod_cg, 8080),
+            Op::ClosePort(pod_cg, 9464),
+            Op::ClearRules(0)
+        ]
+    );
     assert!(summary.missing_policies.contains(&policy));
 
     // Back again, then the pod goes.
     state.set_policy(policy.clone(), loaded(26));
-    step(&mut state, &mut kernel);
-    assert_eq!(kernel.guarded, BTreeMap::from([(cg, 0)]));
+    step.run(&mut state, &mut kernel);
+    assert_eq!(kernel.guarded, BTreeMap::from([(pod_cg, 0)]));
     state.remove_pod("tools", "fs-0");
-    step(&mut state, &mut kernel);
-    assert_eq!(kernel.calls, vec![Op::Unguard(cg), Op::ClearRules(0)]);
-    assert!(kernel.guarded.is_empty() && kernel.rules.is_empty());
+    step.run(&mut state, &mut kernel);
+    assert_eq!(
+        kernel.calls,
+        vec![
+            Op::SetLevels(Levels::new()),
+            Op::Unguard(pod_cg),
+            Op::ClosePort(pod_cg, 8080),
+            Op::ClosePort(pod_cg, 9464),
+            Op::ClearRules(0)
+        ]
+    );
+    assert!(kernel.guarded.is_empty() && kernel.rules.is_empty() && kernel.ports.is_empty());
     assert!(state.wanted_policies().is_empty());
+}
+
+/// Events name the container when the agent has seen it running, else the pod that guarded it
+/// (a process of a container not reported yet).
+#[test]
+fn events_are_owned_by_their_container_or_else_their_pod() {
+    let node = Node::new();
+    let pod_cg = node.create_pod();
+    let cg = node.start(SERVER, 4242);
+    let mut state = node.state(Enforcement::all());
+    state.upsert_pod(server_pod());
+    state.set_policy(PolicyRef::new("tools", "no-exec"), loaded(25));
+    state.desired(&HostCgroupFs, &HostResolver, &BTreeMap::new());
+    let event = |cgroup_id| KernelEvent {
+        kind: crate::model::EventKind::Bind,
+        verdict: crate::model::Verdict::Rewritten,
+        cgroup_id,
+        guard_cgroup_id: pod_cg,
+        slot: 0,
+        pid: 1,
+        comm: "node".into(),
+        path: None,
+        inode: None,
+        addr: None,
+        port: Some(18080),
+    };
+    let known = state.owner_of(&event(cg)).unwrap();
+    assert_eq!(known.container.as_deref(), Some("server"));
+    let unseen = state.owner_of(&event(987_654)).unwrap();
+    assert_eq!(
+        (unseen.pod.as_deref(), unseen.container.as_deref()),
+        (Some("fs-0"), None)
+    );
 }
 
 /// After a restart: pinned entries stay while the policy's ConfigMap is not listed yet, and the
@@ -289,40 +336,164 @@ fn the_kernel_follows_pods_and_policies() {
 #[test]
 fn a_restarted_agent_adopts_the_pinned_state_without_a_gap() {
     let node = Node::new();
-    let cg = node.start(SERVER, 4242);
+    let pod_cg = node.create_pod();
+    node.start(SERVER, 4242);
     let mut kernel = RecordingEnforcer {
-        guarded: BTreeMap::from([(cg, 7), (999_999, 3)]),
+        guarded: BTreeMap::from([(pod_cg, 7), (999_999, 3)]),
+        ports: BTreeSet::from([(pod_cg, 8080), (pod_cg, 9464), (999_999, 80)]),
+        levels: Levels::from([3]),
         ..RecordingEnforcer::default()
     };
     let mut state = node.state(Enforcement::all());
     state.upsert_pod(server_pod());
     state.set_policy(PolicyRef::new("tools", "no-exec"), PolicyState::Pending);
-    let mut rec = Reconciler::new();
-    let current = Reconciler::current(&kernel).unwrap();
-    let (desired, _) = state.desired(&HostCgroupFs, &HostResolver, &current);
-    rec.reconcile(&mut kernel, &desired);
+    let mut step = Step::new();
+    step.run(&mut state, &mut kernel);
     assert_eq!(
         kernel.calls,
-        vec![Op::Unguard(999_999), Op::ClearRules(3)],
-        "the gone pod's entry is removed, the pending one kept"
+        vec![
+            Op::Unguard(999_999),
+            Op::ClosePort(999_999, 80),
+            Op::ClearRules(3)
+        ],
+        "the gone pod's entry is removed, the pending one kept with its ports and level"
     );
 
-    kernel.calls.clear();
     state.set_policy(PolicyRef::new("tools", "no-exec"), loaded(25));
-    let current = Reconciler::current(&kernel).unwrap();
-    let (desired, _) = state.desired(&HostCgroupFs, &HostResolver, &current);
-    rec.reconcile(&mut kernel, &desired);
+    step.run(&mut state, &mut kernel);
     assert!(
         matches!(kernel.calls.as_slice(), [Op::SetRules(7, _)]),
-        "same slot, so the cgroup needs no new guard call: {:?}",
+        "same slot, so the pod needs no new guard call: {:?}",
         kernel.calls
+    );
+}
+
+/// An older agent guarded the container cgroups themselves. The new one takes the slot they carry,
+/// guards the pod's cgroup, and only then drops the container entries: no gap.
+#[test]
+fn container_entries_of_an_older_agent_are_replaced_by_the_pod_without_a_gap() {
+    let node = Node::new();
+    let pod_cg = node.create_pod();
+    let cg = node.start(SERVER, 4242);
+    let mut kernel = RecordingEnforcer {
+        guarded: BTreeMap::from([(cg, 5)]),
+        ..RecordingEnforcer::default()
+    };
+    let mut state = node.state(Enforcement::all());
+    state.upsert_pod(server_pod());
+    state.set_policy(PolicyRef::new("tools", "no-exec"), loaded(25));
+    let summary = Step::new().run(&mut state, &mut kernel);
+    assert!(summary.late.is_empty(), "it was confined all along");
+    let calls: Vec<_> = kernel
+        .calls
+        .iter()
+        .filter(|c| !matches!(c, Op::SetRules(..) | Op::OpenPort(..)))
+        .cloned()
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            Op::SetLevels(Levels::from([3])),
+            Op::Guard(pod_cg, 5),
+            Op::Unguard(cg)
+        ]
+    );
+    assert_eq!(kernel.guarded, BTreeMap::from([(pod_cg, 5)]));
+}
+
+/// A pod whose containers already ran before it could be guarded (the agent was down when it
+/// started) is reported; one guarded before anything ran, or a finished one, is not.
+#[test]
+fn a_pod_guarded_after_its_containers_started_is_reported_late() {
+    let node = Node::new();
+    let pod_cg = node.create_pod();
+    node.start(SERVER, 4242);
+    let mut state = node.state(Enforcement::all());
+    state.upsert_pod(server_pod());
+    state.set_policy(PolicyRef::new("tools", "no-exec"), loaded(25));
+    let (_, summary) = state.desired(&HostCgroupFs, &HostResolver, &BTreeMap::new());
+    assert_eq!(summary.late, vec![("tools/fs-0".to_owned(), pod_cg)]);
+
+    let mut state = node.state(Enforcement::all());
+    state.upsert_pod(scheduled_pod());
+    state.set_policy(PolicyRef::new("tools", "no-exec"), loaded(25));
+    let (desired, summary) = state.desired(&HostCgroupFs, &HostResolver, &BTreeMap::new());
+    assert!(summary.late.is_empty());
+    assert_eq!(desired.cgroups.len(), 1);
+
+    let mut done = pod("fs-0", Some("no-exec"), json!([]));
+    done.status.as_mut().unwrap().phase = Some("Succeeded".into());
+    let mut state = node.state(Enforcement::all());
+    state.upsert_pod(PodInfo::from_pod(&done).unwrap());
+    state.set_policy(PolicyRef::new("tools", "no-exec"), loaded(25));
+    let (desired, summary) = state.desired(&HostCgroupFs, &HostResolver, &BTreeMap::new());
+    assert!(desired.cgroups.is_empty(), "nothing of a finished pod runs");
+    assert!(summary.pending_pods.is_empty() && summary.late.is_empty());
+}
+
+/// A server container named like the proxy gets no exemption: the pod's cgroup confines every
+/// container whatever its name, and the name alone opens no port.
+#[test]
+fn a_container_named_like_the_proxy_is_confined_like_any_other() {
+    let node = Node::new();
+    let pod_cg = node.create_pod();
+    node.start(SERVER, 4242);
+    let mut state = node.state(Enforcement::all());
+    let p = pod_with(
+        "fs-0",
+        Some("no-exec"),
+        json!([{"name": PROXY_CONTAINER, "image": "evil", "command": ["/bin/server"],
+                "args": ["--listen", "0.0.0.0:8080"]}]),
+        Some(json!([running(
+            PROXY_CONTAINER,
+            &format!("containerd://{SERVER}")
+        )])),
+    );
+    state.upsert_pod(PodInfo::from_pod(&p).unwrap());
+    state.set_policy(PolicyRef::new("tools", "no-exec"), loaded(25));
+    let (desired, _) = state.desired(&HostCgroupFs, &HostResolver, &BTreeMap::new());
+    assert_eq!(desired.cgroups, BTreeMap::from([(pod_cg, 0)]));
+    assert!(desired.ports.is_empty());
+    let rules = &desired.rules[&0];
+    assert_eq!(
+        rules.files[0].inode,
+        node.inode(4242, "/etc/shadow"),
+        "its root is resolved like any container's"
+    );
+}
+
+/// Burstable and Guaranteed pods sit at different levels (`kubepods/burstable/pod<uid>`,
+/// `kubepods/pod<uid>`): both levels are looked up.
+#[test]
+fn levels_follow_the_pods_qos_classes() {
+    let node = Node::new();
+    let mut state = node.state(Enforcement::all());
+    let burstable = node.create_pod();
+    state.upsert_pod(scheduled_pod());
+    // A Guaranteed pod sits one level higher (kubepods/pod<uid>).
+    let uid2 = "99999999-1111-2222-3333-444455556666";
+    let dir2 = node.mount().join(format!("kubepods/pod{uid2}"));
+    std::fs::create_dir_all(&dir2).unwrap();
+    let guaranteed = std::fs::metadata(&dir2).unwrap().ino();
+    let mut p2 = pod_with("fs-1", Some("no-exec"), http_containers(), None);
+    p2.metadata.uid = Some(uid2.to_owned());
+    p2.status.as_mut().unwrap().qos_class = Some("Guaranteed".into());
+    state.upsert_pod(PodInfo::from_pod(&p2).unwrap());
+    state.set_policy(PolicyRef::new("tools", "no-exec"), loaded(25));
+    let (desired, summary) = state.desired(&HostCgroupFs, &HostResolver, &BTreeMap::new());
+    assert!(summary.errors.is_empty(), "{:?}", summary.errors);
+    assert_eq!(desired.levels, Levels::from([2, 3]));
+    assert_eq!(
+        desired.cgroups,
+        BTreeMap::from([(burstable, 0), (guaranteed, 0)])
     );
 }
 
 #[test]
 fn without_bpf_lsm_paths_are_neither_resolved_nor_enforced() {
     let node = Node::new();
-    let cg = node.start(SERVER, 4242);
+    let pod_cg = node.create_pod();
+    node.start(SERVER, 4242);
     let network_only = Enforcement {
         files: false,
         exec: false,
@@ -333,7 +504,7 @@ fn without_bpf_lsm_paths_are_neither_resolved_nor_enforced() {
     state.set_policy(PolicyRef::new("tools", "no-exec"), loaded(25));
     let (desired, summary) = state.desired(&HostCgroupFs, &HostResolver, &BTreeMap::new());
     assert!(summary.skipped.is_empty());
-    assert_eq!(desired.cgroups, BTreeMap::from([(cg, 0)]));
+    assert_eq!(desired.cgroups, BTreeMap::from([(pod_cg, 0)]));
     let rules = &desired.rules[&0];
     assert!(rules.files.is_empty() && rules.exec.is_empty());
     assert_eq!(rules.deny_ports, vec![25]);
@@ -349,6 +520,7 @@ fn without_bpf_lsm_paths_are_neither_resolved_nor_enforced() {
 #[test]
 fn pods_without_a_policy_are_not_guarded() {
     let node = Node::new();
+    node.create_pod();
     node.start(SERVER, 4242);
     let mut state = node.state(Enforcement::all());
     let p = PodInfo::from_pod(&pod(

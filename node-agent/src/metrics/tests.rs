@@ -18,6 +18,8 @@ fn counts_appear_with_their_labels() {
     m.set_guarded_cgroups(3);
     m.set_policies(2);
     m.set_pods(2);
+    m.set_pending_pods(1);
+    m.late_pod();
     m.set_pending_containers(1);
     m.set_skipped_paths(4);
     m.map_update_error("guard");
@@ -31,6 +33,8 @@ fn counts_appear_with_their_labels() {
         "mcp_guard_agent_guarded_cgroups 3",
         "mcp_guard_agent_policies 2",
         "mcp_guard_agent_guarded_pods 2",
+        "mcp_guard_agent_pending_pods 1",
+        "mcp_guard_agent_late_pods_total 1",
         "mcp_guard_agent_pending_containers 1",
         "mcp_guard_agent_skipped_paths 4",
         "mcp_guard_agent_map_update_errors_total{op=\"guard\"} 1",

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Op;
-use crate::model::{EnforceError, Enforcer, Slot, SlotRules};
+use crate::model::{EnforceError, Enforcer, Levels, Slot, SlotRules};
 
 /// A recording fake of the kernel side. This is a legitimate fake: the real [`Enforcer`] writes BPF
 /// maps and is tested against the kernel elsewhere (host and QEMU tests); here only the calls the
@@ -13,8 +13,12 @@ pub(crate) struct RecordingEnforcer {
     pub calls: Vec<Op>,
     pub guarded: BTreeMap<u64, Slot>,
     pub rules: BTreeMap<Slot, SlotRules>,
+    pub ports: BTreeSet<(u64, u16)>,
+    pub levels: Levels,
     /// Slots whose `set_rules` fails.
     pub fail_set_rules: BTreeSet<Slot>,
+    /// Cgroups whose `open_port` fails.
+    pub fail_open_port: BTreeSet<u64>,
 }
 
 impl RecordingEnforcer {
@@ -52,5 +56,29 @@ impl Enforcer for RecordingEnforcer {
     }
     fn guarded(&self) -> Result<Vec<(u64, Slot)>, EnforceError> {
         Ok(self.guarded.iter().map(|(c, s)| (*c, *s)).collect())
+    }
+    fn open_port(&mut self, cgroup_id: u64, port: u16) -> Result<(), EnforceError> {
+        if self.fail_open_port.contains(&cgroup_id) {
+            return Err(Self::err("open_port"));
+        }
+        self.calls.push(Op::OpenPort(cgroup_id, port));
+        self.ports.insert((cgroup_id, port));
+        Ok(())
+    }
+    fn close_port(&mut self, cgroup_id: u64, port: u16) -> Result<(), EnforceError> {
+        self.calls.push(Op::ClosePort(cgroup_id, port));
+        self.ports.remove(&(cgroup_id, port));
+        Ok(())
+    }
+    fn public_ports(&self) -> Result<Vec<(u64, u16)>, EnforceError> {
+        Ok(self.ports.iter().copied().collect())
+    }
+    fn set_levels(&mut self, levels: &Levels) -> Result<(), EnforceError> {
+        self.calls.push(Op::SetLevels(levels.clone()));
+        self.levels = levels.clone();
+        Ok(())
+    }
+    fn levels(&self) -> Result<Levels, EnforceError> {
+        Ok(self.levels.clone())
     }
 }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::fake::RecordingEnforcer;
 use super::*;
-use crate::model::{Slot, SlotRules};
+use crate::model::{Levels, Slot, SlotRules};
 
 fn rules(port: u16) -> SlotRules {
     SlotRules {
@@ -17,7 +17,7 @@ fn desired(cgroups: &[(u64, Slot)], slot_rules: &[(Slot, SlotRules)]) -> Desired
     Desired {
         cgroups: cgroups.iter().copied().collect(),
         rules: slot_rules.iter().cloned().collect(),
-        keep: BTreeSet::new(),
+        ..Desired::default()
     }
 }
 
@@ -207,4 +207,100 @@ fn a_cgroup_moving_to_another_policy_is_guarded_again() {
             Op::ClearRules(0)
         ]
     );
+}
+
+/// A pod: its levels are set and its public ports opened before it is guarded, so its proxy's
+/// first bind already passes; when it goes, its guard goes before its ports.
+#[test]
+fn levels_and_public_ports_come_before_the_guard_and_go_after_it() {
+    let mut kernel = RecordingEnforcer::default();
+    let mut rec = Reconciler::new();
+    let mut want = desired(&[(100, 0)], &[(0, rules(25))]);
+    want.ports = BTreeSet::from([(100, 8080), (100, 9464)]);
+    want.levels = Levels::from([3]);
+    let out = rec.reconcile(&mut kernel, &want);
+    assert!(out.failures.is_empty());
+    assert_eq!(
+        kernel.calls,
+        vec![
+            Op::SetLevels(Levels::from([3])),
+            Op::OpenPort(100, 8080),
+            Op::OpenPort(100, 9464),
+            Op::SetRules(0, rules(25)),
+            Op::Guard(100, 0),
+        ]
+    );
+
+    kernel.calls.clear();
+    rec.reconcile(&mut kernel, &Desired::default());
+    assert_eq!(
+        kernel.calls,
+        vec![
+            Op::SetLevels(Levels::new()),
+            Op::Unguard(100),
+            Op::ClosePort(100, 8080),
+            Op::ClosePort(100, 9464),
+            Op::ClearRules(0),
+        ]
+    );
+    assert!(kernel.ports.is_empty() && kernel.levels.is_empty());
+}
+
+#[test]
+fn a_cgroup_whose_public_port_cannot_be_opened_is_not_guarded_yet() {
+    let mut kernel = RecordingEnforcer {
+        fail_open_port: BTreeSet::from([100]),
+        ..RecordingEnforcer::default()
+    };
+    let mut rec = Reconciler::new();
+    let mut want = desired(&[(100, 0), (200, 0)], &[(0, rules(25))]);
+    want.ports = BTreeSet::from([(100, 8080), (200, 8080)]);
+    let out = rec.reconcile(&mut kernel, &want);
+    assert_eq!(out.failures.len(), 1);
+    assert_eq!(out.failures[0].label(), "open_port");
+    assert_eq!(kernel.guarded, BTreeMap::from([(200, 0)]));
+    kernel.fail_open_port.clear();
+    kernel.calls.clear();
+    rec.reconcile(&mut kernel, &want);
+    assert_eq!(
+        kernel.calls,
+        vec![Op::OpenPort(100, 8080), Op::Guard(100, 0)]
+    );
+}
+
+/// An older agent guarded a container cgroup; its pod's cgroup now covers it with the same slot:
+/// the container entry goes only once the pod's is in place.
+#[test]
+fn retired_entries_are_unguarded_after_the_guards_that_replace_them() {
+    let mut kernel = RecordingEnforcer {
+        guarded: BTreeMap::from([(101, 2), (999, 4)]),
+        ..RecordingEnforcer::default()
+    };
+    let mut rec = Reconciler::new();
+    let mut want = desired(&[(100, 2)], &[(2, rules(25))]);
+    want.retire.insert(101);
+    want.levels = Levels::from([3]);
+    rec.reconcile(&mut kernel, &want);
+    assert_eq!(
+        kernel.calls,
+        vec![
+            Op::SetLevels(Levels::from([3])),
+            Op::Unguard(999),
+            Op::SetRules(2, rules(25)),
+            Op::Guard(100, 2),
+            Op::Unguard(101),
+            Op::ClearRules(4),
+        ]
+    );
+    assert_eq!(kernel.guarded, BTreeMap::from([(100, 2)]));
+
+    // When the replacing guard cannot be made, the old entry stays.
+    let mut kernel = RecordingEnforcer {
+        guarded: BTreeMap::from([(101, 2)]),
+        fail_set_rules: BTreeSet::from([2]),
+        ..RecordingEnforcer::default()
+    };
+    let mut rec = Reconciler::new();
+    rec.reconcile(&mut kernel, &want);
+    assert_eq!(kernel.guarded, BTreeMap::from([(101, 2)]));
 }

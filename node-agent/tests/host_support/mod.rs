@@ -66,7 +66,8 @@ impl TestEnv {
         }
     }
 
-    /// Creates the cgroup `<base>/<leaf>` and returns its path.
+    /// Creates the cgroup `<base>/<leaf>` (`leaf` may be nested: `pod/container`) and returns its
+    /// path.
     pub fn cgroup(&self, leaf: &str) -> PathBuf {
         let dir = self.cgroup_base.join(leaf);
         std::fs::create_dir_all(&dir).expect("create cgroup");
@@ -86,11 +87,17 @@ impl TestEnv {
 
     /// Starts the agent in standalone mode on `cgroups` and waits until it is ready.
     pub fn start_agent(&self, policy: &Path, cgroups: &[&Path]) -> Agent {
+        self.start_agent_with(policy, cgroups, &[])
+    }
+
+    /// The same with more arguments (`--public-port 8080`).
+    pub fn start_agent_with(&self, policy: &Path, cgroups: &[&Path], args: &[&str]) -> Agent {
         let mut cmd = Command::new(AGENT);
         cmd.arg("--policy").arg(policy);
         for c in cgroups {
             cmd.arg("--cgroup").arg(c);
         }
+        cmd.args(args);
         cmd.arg("--pin-dir").arg(&self.pin_dir);
         cmd.arg("--events").arg(self.events_file());
         Agent::spawn(cmd)
@@ -127,19 +134,23 @@ impl Drop for TestEnv {
     }
 }
 
-/// Removes the pins (detaching the programs) and the cgroup directories.
+/// Removes the pins (detaching the programs) and the cgroup directories (nested ones first).
 fn cleanup(pin_dir: &Path, cgroup_base: &Path) {
     if let Err(e) = mcp_guard_agent::bpf::unpin(pin_dir) {
         eprintln!("cleanup: unpin {}: {e}", pin_dir.display());
     }
-    if let Ok(entries) = std::fs::read_dir(cgroup_base) {
+    remove_cgroups(cgroup_base);
+}
+
+fn remove_cgroups(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
         for e in entries.flatten() {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
-                let _ = std::fs::remove_dir(e.path());
+                remove_cgroups(&e.path());
             }
         }
     }
-    let _ = std::fs::remove_dir(cgroup_base);
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Removes what test processes that no longer exist left behind (a test killed mid-run).
