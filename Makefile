@@ -70,8 +70,12 @@ e2e-node: ## The e2e scenario on a real node on this host (root): build, images,
 
 # The kernel tests (test-kernel) run inside `cargo test --workspace` (node-agent/tests/kernel_qemu.rs);
 # the `kernel` prerequisite installs QEMU and busybox-static when missing and builds the guest first.
+# The node e2e needs root (a kubelet, containerd, BPF): part of `make test` where it can run.
 test: bpf-tools fmt-check lint check-generated check-policies check-corpus apiserver peers kernel ## Everything CI runs.
 	$(CARGO) test --workspace --locked
+	@if [ -n "$$MCP_GUARD_SKIP_E2E_NODE" ]; then echo "e2e-node: skipped (MCP_GUARD_SKIP_E2E_NODE)"; \
+	elif [ "$$(uname -s)" = Linux ] && [ "$$(id -u)" = 0 ]; then $(MAKE) --no-print-directory e2e-node; \
+	else echo "e2e-node: skipped (needs root on Linux)"; fi
 
 demo: ## The proxy in front of a real MCP server with a library policy: allowed and blocked calls (no cluster).
 	@$(CARGO) build -q --release --locked -p mcp-guard-proxy -p mcp-guard-policy --bins --examples

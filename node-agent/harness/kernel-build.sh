@@ -4,8 +4,8 @@
 #     clang-19 + libbpf-dev for the agent's BPF programs;
 #   - Debian's stock kernel (the package behind linux-image-amd64: CONFIG_BPF_LSM=y, BTF), downloaded with
 #     `apt-get download` and extracted, cached in $MCP_GUARD_CACHE/kernel-<abi>_<version>/;
-#   - the real mcp-guard-agent, linked statically, in its own target dir (target/kernel) so the main
-#     build stays warm;
+#   - the real mcp-guard-agent, linked statically (e2e/harness/static-build.sh: the build the images
+#     use, in target/static, so the main build stays warm);
 #   - an initramfs: busybox, the agent, the test policy, and /init (guest-init.sh).
 #
 #   usage: kernel-build.sh      prints the guest dir holding vmlinuz and initramfs.cpio.gz
@@ -88,20 +88,9 @@ if [ -n "${MCP_GUARD_AGENT_BIN:-}" ]; then
   AGENT=$MCP_GUARD_AGENT_BIN
   log "using prebuilt agent $AGENT"
 else
-  log "cargo build (static) -p mcp-guard-agent -> $OUT"
-  # Run from `cargo test`, the environment holds the test crate's CARGO_MANIFEST_DIR, CARGO_PKG_*, ...;
-  # build scripts that read them would see them change and rebuild everything. Drop them.
-  for v in $(compgen -e); do
-    case "$v" in
-      CARGO_PKG_* | CARGO_MANIFEST_* | CARGO_CRATE_NAME | CARGO_BIN_* | CARGO_PRIMARY_PACKAGE | \
-        CARGO_TARGET_TMPDIR | CARGO_RUSTC_CURRENT_DIR | OUT_DIR) unset "$v" ;;
-    esac
-  done
-  # RUSTFLAGS with --target applies to the agent only, not to build scripts; glibc static-pie, no musl.
-  # Incremental release builds: an edit of the agent rebuilds it in ~20 s instead of ~100 s.
-  (cd "$ROOT" && RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="$OUT" \
-    CARGO_PROFILE_RELEASE_INCREMENTAL=true cargo build -q --release --locked --target x86_64-unknown-linux-gnu -p mcp-guard-agent --bin mcp-guard-agent >&2)
-  AGENT=$OUT/x86_64-unknown-linux-gnu/release/mcp-guard-agent
+  # The static release build the images use too (e2e/harness/static-build.sh, target/static).
+  log "static build of the agent (with the proxy and operator, as the images) -> target/static"
+  AGENT=$("$ROOT/e2e/harness/static-build.sh")/mcp-guard-agent
 fi
 [ -x "$AGENT" ] || die "no agent binary at $AGENT"
 if head -c4 "$AGENT" | grep -q 'ELF'; then
