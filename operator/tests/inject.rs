@@ -358,9 +358,12 @@ fn sidecar_name_clash() {
 }
 
 #[test]
-fn probes_follow_the_server() {
+fn probes_check_the_server() {
     let out = injected(&parse(fixture!("probes")));
     let server = container(&out, "server");
+    // httpGet: through the proxy's port (by number: the name moved to the proxy container), which
+    // forwards GETs to the server, so it still checks the server when its listener is confined to
+    // loopback; tcpSocket: the server's own port.
     let live = server
         .liveness_probe
         .as_ref()
@@ -368,7 +371,7 @@ fn probes_follow_the_server() {
         .http_get
         .as_ref()
         .unwrap();
-    assert_eq!(live.port, IntOrString::Int(18080));
+    assert_eq!(live.port, IntOrString::Int(8080));
     let ready = server
         .readiness_probe
         .as_ref()
@@ -398,7 +401,7 @@ fn probes_follow_the_server() {
         .unwrap();
     assert_eq!(
         pre_stop.http_get.as_ref().unwrap().port,
-        IntOrString::Int(18080)
+        IntOrString::Int(8080)
     );
     let env: Vec<_> = server
         .env

@@ -3,9 +3,12 @@
 //! The port entry the Service targets (P: name, number, protocol, hostPort, hostIP) moves, unchanged,
 //! from the server container to the proxy container, so Services targeting it by name or number now
 //! reach the proxy. The server container gets port S instead (`mcpguard.io/server-port`, default
-//! P + 10000) and the env var `PORT=S`, which is how the server is told to move; its probes and
-//! lifecycle hooks that pointed at P (by number or name) now point at S, so they keep checking the
-//! server itself. The proxy listens on 0.0.0.0:P and forwards to http://127.0.0.1:S.
+//! P + 10000) and the env var `PORT=S`, which is how the server is told to move. Its `httpGet` probes
+//! and hooks that pointed at P (by number or name) keep P by number: the proxy forwards every GET to
+//! the server, so they check the server through the proxy, which also works when the node-agent
+//! confines the server's listener to loopback. Its `tcpSocket` and `grpc` probes and hooks of P point
+//! at S (through the proxy they would only check the proxy). The proxy listens on 0.0.0.0:P and
+//! forwards to http://127.0.0.1:S.
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, HTTPGetAction, LifecycleHandler, PodSpec, Probe,
@@ -146,24 +149,25 @@ fn set_env(c: &mut Container, name: &str, value: &str) {
     );
 }
 
-/// Points the container's probes and lifecycle hooks that target port `from` (by number, or by its
-/// name `from_name`) at port `to`.
+/// Retargets the container's probes and lifecycle hooks that target port `from` (by number, or by its
+/// name `from_name`, which now belongs to the proxy container): `httpGet` to `from` by number (the
+/// proxy, which forwards GETs to the server), `tcpSocket` and `grpc` to `to` (the server itself).
 fn retarget(c: &mut Container, from: i32, from_name: Option<&str>, to: i32) {
     let hits = |port: &IntOrString| match port {
         IntOrString::Int(n) => *n == from,
         IntOrString::String(s) => Some(s.as_str()) == from_name || s.parse::<i32>() == Ok(from),
     };
-    let fix = |port: &mut IntOrString| {
+    let fix = |port: &mut IntOrString, target: i32| {
         if hits(port) {
-            *port = IntOrString::Int(to);
+            *port = IntOrString::Int(target);
         }
     };
     let fix_actions = |http: Option<&mut HTTPGetAction>, tcp: Option<&mut TCPSocketAction>| {
         if let Some(h) = http {
-            fix(&mut h.port);
+            fix(&mut h.port, from);
         }
         if let Some(t) = tcp {
-            fix(&mut t.port);
+            fix(&mut t.port, to);
         }
     };
     let probes: [&mut Option<Probe>; 3] = [
