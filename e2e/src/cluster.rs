@@ -8,31 +8,32 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-/// `kubectl` with the environment's kubeconfig.
+/// `kubectl` with the environment's kubeconfig, or a given one.
 #[derive(Clone, Debug, Default)]
-pub struct Kubectl;
+pub struct Kubectl {
+    kubeconfig: Option<std::path::PathBuf>,
+}
 
 impl Kubectl {
+    /// kubectl with this kubeconfig instead of the environment's (a test's own API server).
+    pub fn with_kubeconfig(path: &std::path::Path) -> Self {
+        Self {
+            kubeconfig: Some(path.to_owned()),
+        }
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new("kubectl");
+        if let Some(kc) = &self.kubeconfig {
+            cmd.arg("--kubeconfig").arg(kc);
+        }
         cmd.args(args);
         cmd
     }
 
     /// Runs kubectl; its stdout, or an error carrying its stderr.
     pub fn run(&self, args: &[&str]) -> Result<String> {
-        let out = self
-            .command(args)
-            .output()
-            .context("running kubectl (is it on PATH?)")?;
-        if !out.status.success() {
-            bail!(
-                "kubectl {} failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        self.run_with_input(args, "")
     }
 
     /// Runs kubectl with `input` on stdin.
@@ -44,11 +45,9 @@ impl Kubectl {
             .stderr(Stdio::piped())
             .spawn()
             .context("running kubectl (is it on PATH?)")?;
-        child
-            .stdin
-            .take()
-            .context("kubectl stdin")?
-            .write_all(input.as_bytes())?;
+        let mut stdin = child.stdin.take().context("kubectl stdin")?;
+        stdin.write_all(input.as_bytes())?;
+        drop(stdin);
         let out = child.wait_with_output()?;
         if !out.status.success() {
             bail!(

@@ -2,11 +2,9 @@
 //! (v1.20.2 from Debian's sources) with server-side apply: default values and variants.
 #![allow(clippy::unwrap_used)] // in tests, a panic is the failure report
 
-use std::io::Write;
-use std::process::Stdio;
-
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use mcp_guard_e2e::apiserver::ApiServer;
+use mcp_guard_e2e::cluster::Kubectl;
 use mcp_guard_e2e::helm;
 use serde_json::{Value, json};
 
@@ -28,33 +26,7 @@ fn find<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
 }
 
 fn kubectl_apply(api: &ApiServer, manifests: &str) -> Result<String> {
-    let mut child = api
-        .kubectl()
-        .args([
-            "apply",
-            "--server-side",
-            "--field-manager=helm-test",
-            "-f",
-            "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("kubectl")?;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(manifests.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "kubectl apply failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8(out.stdout)?)
+    Kubectl::with_kubeconfig(api.kubeconfig()).apply(manifests, "helm-test")
 }
 
 #[test]

@@ -53,7 +53,7 @@ impl World {
             }
             None => json!({}),
         };
-        let kubectl = Kubectl;
+        let kubectl = Kubectl::default();
         kubectl
             .run(&["version", "-o", "json"])
             .context("no cluster: set KUBECONFIG (make e2e-node starts one on this host)")?;
