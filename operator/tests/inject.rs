@@ -361,9 +361,9 @@ fn sidecar_name_clash() {
 fn probes_check_the_server() {
     let out = injected(&parse(fixture!("probes")));
     let server = container(&out, "server");
-    // httpGet: through the proxy's port (by number: the name moved to the proxy container), which
-    // forwards GETs to the server, so it still checks the server when its listener is confined to
-    // loopback; tcpSocket: the server's own port.
+    // Probes go to the proxy's port (by number: the name moved to the proxy container), which
+    // forwards GETs to the server, so they keep working when the server's listener is confined to
+    // loopback; hooks go to the server's own port (postStart runs before the proxy starts).
     let live = server
         .liveness_probe
         .as_ref()
@@ -379,7 +379,7 @@ fn probes_check_the_server() {
         .tcp_socket
         .as_ref()
         .unwrap();
-    assert_eq!(ready.port, IntOrString::Int(18080));
+    assert_eq!(ready.port, IntOrString::Int(8080));
     let startup = server
         .startup_probe
         .as_ref()
@@ -401,7 +401,7 @@ fn probes_check_the_server() {
         .unwrap();
     assert_eq!(
         pre_stop.http_get.as_ref().unwrap().port,
-        IntOrString::Int(8080)
+        IntOrString::Int(18080)
     );
     let env: Vec<_> = server
         .env

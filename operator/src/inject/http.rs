@@ -3,12 +3,13 @@
 //! The port entry the Service targets (P: name, number, protocol, hostPort, hostIP) moves, unchanged,
 //! from the server container to the proxy container, so Services targeting it by name or number now
 //! reach the proxy. The server container gets port S instead (`mcpguard.io/server-port`, default
-//! P + 10000) and the env var `PORT=S`, which is how the server is told to move. Its `httpGet` probes
-//! and hooks that pointed at P (by number or name) keep P by number: the proxy forwards every GET to
-//! the server, so they check the server through the proxy, which also works when the node-agent
-//! confines the server's listener to loopback. Its `tcpSocket` and `grpc` probes and hooks of P point
-//! at S (through the proxy they would only check the proxy). The proxy listens on 0.0.0.0:P and
-//! forwards to http://127.0.0.1:S.
+//! P + 10000) and the env var `PORT=S`, which is how the server is told to move. Its `httpGet` and
+//! `tcpSocket` probes that pointed at P (by number or name) keep P by number: the proxy forwards every
+//! GET to the server, so an `httpGet` probe checks the server through the proxy (a `tcpSocket` one only
+//! the proxy), which keeps working when the node-agent confines the server's listener to loopback.
+//! `grpc` probes and lifecycle hooks of P point at S: a `postStart` hook runs before the proxy (the
+//! next container) starts, so only the server itself can answer it. The proxy listens on 0.0.0.0:P
+//! and forwards to http://127.0.0.1:S.
 
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, HTTPGetAction, LifecycleHandler, PodSpec, Probe,
@@ -150,8 +151,9 @@ fn set_env(c: &mut Container, name: &str, value: &str) {
 }
 
 /// Retargets the container's probes and lifecycle hooks that target port `from` (by number, or by its
-/// name `from_name`, which now belongs to the proxy container): `httpGet` to `from` by number (the
-/// proxy, which forwards GETs to the server), `tcpSocket` and `grpc` to `to` (the server itself).
+/// name `from_name`, which now belongs to the proxy container): `httpGet` and `tcpSocket` probes to
+/// `from` by number (the proxy, which forwards GETs to the server), `grpc` probes and hooks to `to`
+/// (the server itself; a `postStart` hook runs before the proxy container starts).
 fn retarget(c: &mut Container, from: i32, from_name: Option<&str>, to: i32) {
     let hits = |port: &IntOrString| match port {
         IntOrString::Int(n) => *n == from,
@@ -162,21 +164,22 @@ fn retarget(c: &mut Container, from: i32, from_name: Option<&str>, to: i32) {
             *port = IntOrString::Int(target);
         }
     };
-    let fix_actions = |http: Option<&mut HTTPGetAction>, tcp: Option<&mut TCPSocketAction>| {
-        if let Some(h) = http {
-            fix(&mut h.port, from);
-        }
-        if let Some(t) = tcp {
-            fix(&mut t.port, to);
-        }
-    };
+    let fix_actions =
+        |http: Option<&mut HTTPGetAction>, tcp: Option<&mut TCPSocketAction>, target: i32| {
+            if let Some(h) = http {
+                fix(&mut h.port, target);
+            }
+            if let Some(t) = tcp {
+                fix(&mut t.port, target);
+            }
+        };
     let probes: [&mut Option<Probe>; 3] = [
         &mut c.liveness_probe,
         &mut c.readiness_probe,
         &mut c.startup_probe,
     ];
     for probe in probes.into_iter().flatten() {
-        fix_actions(probe.http_get.as_mut(), probe.tcp_socket.as_mut());
+        fix_actions(probe.http_get.as_mut(), probe.tcp_socket.as_mut(), from);
         if let Some(grpc) = probe.grpc.as_mut()
             && grpc.port == from
         {
@@ -187,7 +190,7 @@ fn retarget(c: &mut Container, from: i32, from_name: Option<&str>, to: i32) {
         let hooks: [&mut Option<LifecycleHandler>; 2] =
             [&mut lifecycle.post_start, &mut lifecycle.pre_stop];
         for hook in hooks.into_iter().flatten() {
-            fix_actions(hook.http_get.as_mut(), hook.tcp_socket.as_mut());
+            fix_actions(hook.http_get.as_mut(), hook.tcp_socket.as_mut(), to);
         }
     }
 }
