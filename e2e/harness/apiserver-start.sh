@@ -2,8 +2,8 @@
 # Starts etcd + kube-apiserver (from apiserver-build.sh) on 127.0.0.1 and prints the kubeconfig path.
 #   usage: apiserver-start.sh BIN_DIR RUN_DIR
 #   env:   APISERVER_PORT (default 16443), ETCD_PORT (default 12379; ETCD_PORT+1 is the peer port)
-#          for a real node (node-start.sh): APISERVER_BIND (127.0.0.1; the node uses 0.0.0.0 so that pods
-#          reach it on the bridge), APISERVER_SANS (extra subjectAltNames of the serving certificate,
+#          for a real node (node-start.sh): APISERVER_BIND (127.0.0.1; the node's bridge address, so
+#          that pods reach it; the kubeconfig names it), APISERVER_SANS (extra subjectAltNames of the serving certificate,
 #          e.g. IP:10.88.0.1), SERVICE_ACCOUNTS=1 (ServiceAccount admission on: pods get tokens),
 #          KUBELET_CLIENT_CERT=1 (a client certificate the API server presents to kubelets for
 #          logs/exec), EXTRA_APISERVER_FLAGS (appended, word-split)
@@ -14,7 +14,7 @@
 # Ready in ~4-6 s. Stop with apiserver-stop.sh RUN_DIR.
 set -euo pipefail
 BIN=$(realpath "$1"); RUN=$(realpath -m "$2")
-APISERVER_PORT=${APISERVER_PORT:-16443}; ETCD_PORT=${ETCD_PORT:-12379}
+APISERVER_PORT=${APISERVER_PORT:-16443}; ETCD_PORT=${ETCD_PORT:-12379}; ADDR=${APISERVER_BIND:-127.0.0.1}
 C=$RUN/certs; mkdir -p "$C" "$RUN/etcd-data"
 if [ ! -f "$C/ca.crt" ]; then
   openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=mcp-guard-test-ca" \
@@ -47,7 +47,7 @@ fi
 echo $! > "$RUN/etcd.pid"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$ETCD_PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
 "$BIN/kube-apiserver" --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-  --bind-address="${APISERVER_BIND:-127.0.0.1}" --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" --insecure-port=0 \
+  --bind-address="$ADDR" --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" --insecure-port=0 \
   --tls-cert-file="$C/apiserver.crt" --tls-private-key-file="$C/apiserver.key" --client-ca-file="$C/ca.crt" \
   --service-account-key-file="$C/sa.pub" --service-account-signing-key-file="$C/sa.key" \
   --service-account-issuer=https://kubernetes.default.svc.cluster.local \
@@ -59,13 +59,13 @@ echo $! > "$RUN/kube-apiserver.pid"
 cat > "$RUN/kubeconfig" <<KC
 apiVersion: v1
 kind: Config
-clusters: [{name: local, cluster: {server: "https://127.0.0.1:$APISERVER_PORT", certificate-authority: "$C/ca.crt"}}]
+clusters: [{name: local, cluster: {server: "https://$ADDR:$APISERVER_PORT", certificate-authority: "$C/ca.crt"}}]
 users: [{name: admin, user: {token: "$TOKEN"}}]
 contexts: [{name: local, context: {cluster: local, user: admin}}]
 current-context: local
 KC
 for _ in $(seq 600); do
-  [ "$(curl -s --cacert "$C/ca.crt" -H "Authorization: Bearer $TOKEN" "https://127.0.0.1:$APISERVER_PORT/readyz")" = ok ] \
+  [ "$(curl -s --cacert "$C/ca.crt" -H "Authorization: Bearer $TOKEN" "https://$ADDR:$APISERVER_PORT/readyz")" = ok ] \
     && { echo "$RUN/kubeconfig"; exit 0; }
   kill -0 "$(cat "$RUN/kube-apiserver.pid")" 2>/dev/null || break
   sleep 0.1

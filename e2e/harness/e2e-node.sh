@@ -37,7 +37,7 @@ log "node Ready"
 # The chart values of this environment: the imported images (never pulled), the API server where pods
 # reach it (no kube-proxy here), the cgroup v2 hierarchy (hybrid hosts mount it at .../unified).
 V2=$(findmnt -n -t cgroup2 -o TARGET | head -1)
-PORT=$(sed -n 's#.*server: "https://127.0.0.1:\([0-9]*\)".*#\1#p' "$KC")
+PORT=$(sed -n 's#.*server: "https://[0-9.]*:\([0-9]*\)".*#\1#p' "$KC")
 cat > "$RUN/values.json" <<JSON
 {"image": {"registry": "localhost/mcp-guard", "tag": "e2e", "pullPolicy": "Never"},
  "proxy": {"pullPolicy": "Never"},

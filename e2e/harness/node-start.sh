@@ -8,9 +8,8 @@
 #   env:   NODE_NAME (e2e-node), NODE_IP (IPv4 of the default-route interface), APISERVER_PORT (16443),
 #          ETCD_PORT (12379)
 # What differs from a real cluster: no kube-proxy (no Service IPs, no DNS) and no masquerade. Pods reach
-# each other and the host (10.88.0.1), where the API server listens (on all addresses, serving
-# certificate valid for 10.88.0.1): in-cluster clients are pointed at it (the chart's `apiServer`
-# values), and the API server reaches Service-backed webhooks by routing to their endpoints
+# each other and the host on the bridge (10.88.0.1), where the API server listens (only there): in-
+# cluster clients are pointed at it (the chart's `apiServer` values), and the API server reaches Service-backed webhooks by routing to their endpoints
 # (--enable-aggregator-routing). ServiceAccount admission and the token controller are on, so pods run
 # with their ServiceAccount's token and RBAC applies to them.
 # One instance per host (kubelet ports 10250/10248, bridge knode0 with 10.88.0.0/16, /run/containerd/s).
@@ -23,6 +22,14 @@ die() { log "$*"; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (mounts, network namespaces, cgroups)"
 [ ${#SOCK} -lt 100 ] || die "RUN_DIR is too long for a unix socket path ($SOCK)"
 ip link show knode0 >/dev/null 2>&1 && die "bridge knode0 exists: another node runs (node-stop.sh its RUN_DIR)"
+# Never next to a real node: its kubelet would share (and clean up) the kubepods cgroups and the
+# runtime paths, and a real node-agent's pins would be adopted by ours. Skip the node e2e there
+# (MCP_GUARD_SKIP_E2E_NODE=1 for make test).
+for p in /sys/fs/cgroup/kubepods /sys/fs/cgroup/kubepods.slice /sys/fs/cgroup/*/kubepods \
+  /sys/fs/cgroup/*/kubepods.slice /run/containerd/containerd.sock /var/lib/kubelet /sys/fs/bpf/mcp-guard; do
+  [ -e "$p" ] && die "$p exists: this host runs (or ran) Kubernetes or mcp-guard; the e2e node needs a host without them"
+done
+ss -Hltn 'sport = :10250' 2>/dev/null | grep -q . && die "port 10250 is in use: a kubelet runs on this host"
 DEST=$("$HERE/node-build.sh"); APISERVER_BIN=$("$HERE/apiserver-build.sh")
 NODE_NAME=${NODE_NAME:-e2e-node}
 # The kubelet refuses a loopback node IP; the API server reaches it (logs, exec) on this address.
@@ -48,7 +55,10 @@ elif [ "$(findmnt -n -o PROPAGATION /sys/fs/bpf)" = private ]; then
   mount --make-shared /sys/fs/bpf && echo private > "$RUN/bpffs.restore"
 fi
 
-APISERVER_BIND=0.0.0.0 APISERVER_SANS=IP:10.88.0.1 SERVICE_ACCOUNTS=1 KUBELET_CLIENT_CERT=1 \
+# The bridge the CNI plugin would create with the first pod, created now so that the API server can
+# listen on its address from the start (node-stop.sh deletes it).
+ip link add knode0 type bridge && ip addr add 10.88.0.1/16 dev knode0 && ip link set knode0 up
+APISERVER_BIND=10.88.0.1 APISERVER_SANS=IP:10.88.0.1 SERVICE_ACCOUNTS=1 KUBELET_CLIENT_CERT=1 \
   EXTRA_APISERVER_FLAGS="--kubelet-preferred-address-types=InternalIP,Hostname --enable-aggregator-routing=true" \
   "$HERE/apiserver-start.sh" "$APISERVER_BIN" "$RUN/cp" >/dev/null
 export KUBECONFIG=$RUN/cp/kubeconfig; C=$RUN/cp/certs

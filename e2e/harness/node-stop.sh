@@ -10,6 +10,8 @@ set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 RUN=$(realpath -m "${1:?usage: node-stop.sh RUN_DIR [--purge]}"); PURGE=${2:-}
 [ -d "$RUN" ] || exit 0
+# Only a run dir node-start.sh made (it writes `dest` first), or an empty one: never anything else.
+[ -f "$RUN/dest" ] || [ -z "$(ls -A "$RUN")" ] || { echo "node-stop: $RUN is not a node run dir (no dest file)" >&2; exit 1; }
 DEST=$(cat "$RUN/dest" 2>/dev/null || echo /nonexistent); SOCK=$RUN/containerd/containerd.sock
 export PATH=$DEST/bin:$DEST/root/usr/bin:$PATH KUBECONFIG=$RUN/cp/kubeconfig
 CTR="ctr -a $SOCK -n k8s.io"

@@ -47,6 +47,17 @@ fn network_enforced(w: &World) -> Result<()> {
     let from_plain = |port| w.connect_from(&plain, "server", &http_ip, port);
     let r = from_plain(HTTP_PORT)?;
     ensure!(r == "connected", "the proxy on {http_ip}:{HTTP_PORT}: {r}");
+    let r = from_plain(PROXY_METRICS_PORT)?;
+    ensure!(
+        r == "connected",
+        "the proxy's metrics on {http_ip}:{PROXY_METRICS_PORT}: {r}"
+    );
+    // The stdio pod's proxy shares the server's container, its public port stays public.
+    let r = w.connect_from(&plain, "server", &stdio_ip, STDIO_PORT)?;
+    ensure!(
+        r == "connected",
+        "the stdio pod's proxy on {stdio_ip}:{STDIO_PORT}: {r}"
+    );
     let r = from_plain(HTTP_SERVER_PORT)?;
     ensure!(
         r == "ECONNREFUSED",
@@ -59,8 +70,7 @@ pub(super) fn s6_agent(w: &mut World) -> Result<()> {
     let k = w.kubectl.clone();
     eventually("the agent guards the servers' cgroups", 2 * MINUTE, || {
         let text = agent_metrics(w)?;
-        let guarded = metric_sum(&text, "mcp_guard_agent_guarded_pods", &[]);
-        ensure!(guarded >= 2.0, "guarded pods {guarded}");
+        // One guarded cgroup per guarded pod (the pod's own cgroup; its containers inherit it).
         ensure!(
             metric_sum(&text, "mcp_guard_agent_guarded_cgroups", &[]) >= 2.0,
             "guarded cgroups"
@@ -138,25 +148,59 @@ pub(super) fn s6_agent(w: &mut World) -> Result<()> {
 pub(super) fn s7_agent_restart(w: &mut World) -> Result<()> {
     let k = w.kubectl.clone();
     let selector = "app.kubernetes.io/component=node-agent";
+    let daemonset = format!("{FULLNAME}-agent");
     let old = k.pods(SYSTEM_NS, selector)?;
     let old_name = name(old.first().context("no node-agent pod")?).to_owned();
+    // Keep it away while the checks run: the DaemonSet would replace a deleted pod within seconds
+    // and the checks would prove nothing. A node selector no node matches makes the DaemonSet
+    // delete it and create none.
+    let away = json!({"spec": {"template": {"spec": {"nodeSelector": {"mcpguard.io/e2e-agent-away": "true"}}}}});
+    k.run(&[
+        "patch",
+        "daemonset",
+        "-n",
+        SYSTEM_NS,
+        &daemonset,
+        "--type=merge",
+        "-p",
+        &away.to_string(),
+    ])?;
     k.run(&[
         "delete",
         "pod",
         "-n",
         SYSTEM_NS,
         &old_name,
+        "--ignore-not-found",
         "--wait=true",
         "--timeout=60s",
     ])?;
-    // Gone (the DaemonSet's replacement may not run yet): the pinned programs still enforce.
-    network_enforced(w).context("while the node-agent is away")?;
-    eventually("the node-agent is back", 2 * MINUTE, || {
+    let gone = || -> Result<()> {
         let pods = k.pods(SYSTEM_NS, selector)?;
         ensure!(
-            pods.iter().any(|p| name(p) != old_name && pod_ready(p)),
-            "no new ready agent"
+            pods.is_empty(),
+            "node-agent pods: {:?}",
+            pods.iter().map(name).collect::<Vec<_>>()
         );
+        Ok(())
+    };
+    eventually("no node-agent pod runs", MINUTE, gone)?;
+    network_enforced(w).context("while the node-agent is away")?;
+    gone().context("the node-agent came back during the checks")?;
+    let back = json!({"spec": {"template": {"spec": {"nodeSelector": null}}}});
+    k.run(&[
+        "patch",
+        "daemonset",
+        "-n",
+        SYSTEM_NS,
+        &daemonset,
+        "--type=merge",
+        "-p",
+        &back.to_string(),
+    ])?;
+    eventually("the node-agent is back", 2 * MINUTE, || {
+        let pods = k.pods(SYSTEM_NS, selector)?;
+        ensure!(pods.iter().any(pod_ready), "no ready agent");
         Ok(())
     })?;
     network_enforced(w).context("after the node-agent came back")
