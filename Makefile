@@ -47,8 +47,11 @@ check-policies: ## Check every library policy with the shipped checker.
 apiserver: ## Build (once, cached) the real kube-apiserver + etcd the e2e tests run.
 	@e2e/harness/apiserver-build.sh >/dev/null
 
-peers: ## Install (once, cached) the real MCP servers from npm that the tests and the demo run.
+peers: ## Install (once, cached) the real MCP servers (npm, PyPI) and the tools (Helm's engine, Prometheus) the tests run.
 	@e2e/harness/npm-peers.sh >/dev/null
+	@e2e/harness/py-peers.sh >/dev/null
+	@e2e/harness/helm-sdk.sh >/dev/null
+	@e2e/harness/prometheus.sh >/dev/null
 
 kernel: ## Build (once, cached) the QEMU guest for the kernel tests: Debian's kernel, the static agent, initramfs.
 	@node-agent/harness/kernel-build.sh >/dev/null

@@ -9,6 +9,10 @@ AGENT_BOM_VERSION=0.109.0
 CACHE=${MCP_GUARD_CACHE:-$HOME/.cache/mcp-guard}
 DEST=$CACHE/py-mcp-$MCP_VERSION-agent-bom-api-$AGENT_BOM_VERSION
 if [ -f "$DEST/.complete" ]; then echo "$DEST"; exit 0; fi
+# Tests call this concurrently (the first run installs): one installer at a time, the others wait
+# for it and find the install complete.
+mkdir -p "$CACHE" && exec 9>"$CACHE/.py-peers.lock" && flock 9
+if [ -f "$DEST/.complete" ]; then echo "$DEST"; exit 0; fi
 command -v python3 >/dev/null || { echo "py-peers: python3 (>= 3.10) is required" >&2; exit 1; }
 echo "py-peers: installing mcp $MCP_VERSION and agent-bom $AGENT_BOM_VERSION into $DEST" >&2
 # Built in place (a virtualenv cannot be moved: its scripts embed its path); `.complete` marks success.
