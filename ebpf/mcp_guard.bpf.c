@@ -360,9 +360,10 @@ int mg_connect6(struct bpf_sock_addr *ctx)
  * Whether the IPv6 socket being bound is IPv6-only (IPV6_V6ONLY, or net.ipv6.bindv6only when it was
  * created): such a socket cannot take a v4-mapped address (bind fails with EINVAL). bpf_getsockopt
  * does not offer IPV6_V6ONLY, so the bit is read from the socket through the BTF casts of TCP and
- * UDP sockets (the sockets whose bind reaches cgroup/bind6, UDP-Lite aside); any other socket counts
- * as dual-stack, the kernel's default. The casts and the read need CAP_PERFMON at load time (the
- * DaemonSet grants it); checked on Debian's 6.1 (tests/kernel_qemu.rs) and newer kernels.
+ * UDP sockets. Any other socket whose bind reaches cgroup/bind6 (SCTP, UDP-Lite, ...) counts as
+ * IPv6-only: its `::` becomes ::1, which both kinds of socket can bind (a v4-mapped address fails on
+ * an IPv6-only one). The casts and the read need CAP_PERFMON at load time (the DaemonSet grants it);
+ * checked on Debian's 6.1 (tests/kernel_qemu.rs) and newer kernels.
  */
 static __always_inline int mg_v6only(struct bpf_sock_addr *ctx)
 {
@@ -370,16 +371,18 @@ static __always_inline int mg_v6only(struct bpf_sock_addr *ctx)
 	if (!sk)
 		sk = (struct sock *)bpf_skc_to_udp6_sock(ctx->sk);
 	if (!sk)
-		return 0;
+		return 1;
 	return BPF_CORE_READ_BITFIELD(sk, __sk_common.skc_ipv6only);
 }
 
 /* Whether `port` is a public port of the task's guard: a TCP listener the pod serves on every
- * address (the injected proxy's --listen and --metrics ports). */
+ * address (the injected proxy's --listen and --metrics ports). Only a TCP socket qualifies: a
+ * stream socket of another protocol (SCTP) binding a public port is confined like any other. (An
+ * MPTCP socket binds through its first subflow, a TCP socket, which the hook sees.) */
 static __always_inline int mg_public_port(struct bpf_sock_addr *ctx, const struct mg_guard *g,
 					  __u16 port)
 {
-	if (ctx->type != SOCK_STREAM)
+	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
 		return 0;
 	struct mg_public_port_key k = { .cgroup_id = g->key, .port = port };
 	return bpf_map_lookup_elem(&public_ports, &k) != 0;
@@ -391,10 +394,10 @@ static __always_inline int mg_public_port(struct bpf_sock_addr *ctx, const struc
  * bind to loopback passes; a bind to any other address is refused (event: denied).
  * 0.0.0.0 becomes 127.0.0.1. For IPv6, `::` of a dual-stack socket (the default, and what Node's
  * listen(port) and Go's Listen(":port") bind) becomes the v4-mapped ::ffff:127.0.0.1, so the proxy's
- * connection to 127.0.0.1 reaches it (an IPv6 client on ::1 does not); `::` of an IPv6-only socket
- * becomes ::1; ::ffff:0.0.0.0 becomes ::ffff:127.0.0.1. Datagram sockets binding port 0 are clients
- * picking an ephemeral port and pass untouched. Fails closed: a slot without rules is treated as
- * confined.
+ * connection to 127.0.0.1 reaches it (an IPv6 client on ::1 does not); `::` of an IPv6-only socket,
+ * or of a socket neither TCP nor UDP, becomes ::1; ::ffff:0.0.0.0 becomes ::ffff:127.0.0.1. Datagram
+ * sockets binding port 0 are clients picking an ephemeral port and pass untouched. Fails closed: a
+ * slot without rules is treated as confined.
  */
 static __always_inline int mg_bind(struct bpf_sock_addr *ctx, int v6)
 {

@@ -102,6 +102,13 @@ fn defaults_render_a_least_privilege_fail_closed_install() -> Result<()> {
         args.contains(&"--proxy-image=ghcr.io/mcp-guard/mcp-guard-proxy:0.1.0"),
         "{args:?}"
     );
+    // The node-agent opens the proxy's public ports only for the image the operator injects.
+    let agent = find(&objs, "DaemonSet", "mcp-guard-agent");
+    let agent_args = agent["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(
+        agent_args.contains("--proxy-image=ghcr.io/mcp-guard/mcp-guard-proxy:0.1.0"),
+        "{agent_args}"
+    );
 
     let mutating = find(&objs, "MutatingWebhookConfiguration", "mcp-guard");
     let hook = &mutating["webhooks"][0];

@@ -66,6 +66,9 @@ pub struct Loaded {
     pub programs: Vec<ProgramStatus>,
     /// Whether the maps already existed (pinned by an earlier run) and were re-adopted.
     pub maps_adopted: bool,
+    /// The layout version the pinned programs were recorded with (`None`: nothing was pinned). It
+    /// stays the older one while an older program is kept ([`AttachState::KeptOlder`]).
+    pub pinned_layout: Option<u32>,
     /// The maps, behind [`crate::model::Enforcer`].
     pub enforcer: BpfEnforcer,
     /// The event ring buffer.
@@ -73,11 +76,17 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// Whether `hook` (e.g. `cgroup/connect4`) is enforcing.
+    /// Whether `hook` (e.g. `cgroup/connect4`) runs a program (this build's or a kept older one).
     pub fn enforcing(&self, hook: &str) -> bool {
         self.programs
             .iter()
             .any(|p| p.hook == hook && p.state.enforcing())
+    }
+
+    /// The programs whose hook still runs an older build's program, this build's having failed to
+    /// attach over it ([`AttachState::KeptOlder`]): enforcement is degraded to what that build did.
+    pub fn older_programs(&self) -> Vec<&ProgramStatus> {
+        self.programs.iter().filter(|p| p.state.older()).collect()
     }
 }
 
@@ -122,6 +131,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
     let mut meta: Array<_, Meta> = take(&mut ebpf, layout::META)?;
     let old = meta.get(&0, 0).context("reading the meta map")?;
     let same_object = old.object_hash == hash && old.layout_version == LAYOUT_VERSION;
+    let pinned_layout = maps_adopted.then_some(old.layout_version);
     let lsm_unusable =
         (!capabilities.bpf_lsm.available).then_some(capabilities.bpf_lsm.detail.as_str());
     let ctx = pins::AttachCtx {
@@ -168,6 +178,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded> {
         capabilities,
         programs,
         maps_adopted,
+        pinned_layout,
         enforcer,
         events,
     })

@@ -5,7 +5,7 @@
 //! mcp-guard-agent --policy FILE --cgroup DIR [--cgroup DIR ...] [--public-port PORT ...]
 //!                 [--pin-dir DIR] [--events -|FILE]        standalone: enforce one policy on cgroups
 //! mcp-guard-agent --unpin [--pin-dir DIR]                   remove every pin (stops enforcement)
-//! mcp-guard-agent [--kubernetes]                            Kubernetes mode (the default)
+//! mcp-guard-agent [--kubernetes] [--proxy-image IMAGE]      Kubernetes mode (the default)
 //! ```
 
 use std::path::PathBuf;
@@ -68,6 +68,12 @@ pub struct Cli {
     /// Kubernetes mode: the kubelet's `--cgroup-root` (e.g. `/kubelet`), if it sets one.
     #[arg(long, value_name = "PATH", default_value = "/")]
     pub kubelet_cgroup_root: PathBuf,
+
+    /// Kubernetes mode: the proxy image the operator injects (its `--proxy-image`). Only the proxy
+    /// running it (or installed from it, in `stdio` pods) opens public ports; without it no port is
+    /// public and the proxy's wildcard listeners are confined to loopback like any other.
+    #[arg(long, env = "MCP_GUARD_PROXY_IMAGE", value_name = "IMAGE")]
+    pub proxy_image: Option<String>,
 }
 
 /// Where events are written.
@@ -95,6 +101,8 @@ pub struct KubernetesConfig {
     pub node_name: Option<String>,
     pub metrics: std::net::SocketAddr,
     pub kubelet_cgroup_root: PathBuf,
+    /// The proxy image the operator injects; `None`: no public ports.
+    pub proxy_image: Option<String>,
 }
 
 /// What the agent does.
@@ -138,6 +146,7 @@ impl Cli {
                 node_name: self.node_name.clone(),
                 metrics: self.metrics,
                 kubelet_cgroup_root: self.kubelet_cgroup_root.clone(),
+                proxy_image: self.proxy_image.clone().filter(|i| !i.trim().is_empty()),
             }),
         }
     }
@@ -186,6 +195,15 @@ mod tests {
             }
         );
         assert!(matches!(mode(&[]), Ok(Mode::Kubernetes(_))));
+        let Ok(Mode::Kubernetes(k)) = mode(&["--kubernetes", "--proxy-image", "reg/proxy:1"])
+        else {
+            panic!("kubernetes mode expected")
+        };
+        assert_eq!(k.proxy_image.as_deref(), Some("reg/proxy:1"));
+        let Ok(Mode::Kubernetes(k)) = mode(&["--proxy-image="]) else {
+            panic!("kubernetes mode expected")
+        };
+        assert_eq!(k.proxy_image, None, "an empty image is none");
         assert!(
             mode(&["--policy", "p.yaml"]).is_err(),
             "--cgroup is required"

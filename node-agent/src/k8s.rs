@@ -9,13 +9,16 @@
 //!   through the [`Enforcer`] ([`Reconciler`]); pods leaving and ConfigMaps changing act both ways.
 //!   What is guarded is each pod's cgroup, as soon as the pod is on this node: the kubelet creates
 //!   it before the pod's sandbox and containers, and everything beneath it is confined from its
-//!   first instruction. Until it appears the pending pods' cgroups are polled every
+//!   first instruction (while programs of an older agent remain, the running containers' own
+//!   cgroups too: [`state::OlderPrograms`]). Until it appears the pending pods' cgroups are polled every
 //!   `pod_poll_interval` (for at most `pod_poll_window`, then with the other retries). Containers
 //!   whose cgroup is not there yet (their file and exec rules resolve inside their root) and failed
 //!   map updates are retried every `retry_interval`; every `resync_interval` all cgroups are looked
 //!   up afresh.
 //! * Nothing is touched before the first full pod list, and cgroups of a policy whose ConfigMap is
 //!   not listed yet are left as they are, so a restarted agent adopts pinned state without a gap.
+//! * Public ports come only from the proxy the operator injects, told by its image
+//!   ([`Config::proxy_image`], see [`pod::public_ports`]): at most two per pod.
 //! * Kernel events from `events` are enriched with their pod and delivered to the [`EventSink`].
 //! * At start, the capability report is logged, recorded in metrics and, when something is missing,
 //!   published as a Warning Event (`events.k8s.io/v1`) on the Node.
@@ -44,13 +47,13 @@ use tokio::sync::mpsc;
 
 use crate::cgroup::{HostCgroupFs, Layout};
 use crate::metrics::Metrics;
-use crate::model::{Enforcer, KernelEvent};
+use crate::model::{Enforcer, KernelEvent, MAX_LEVELS};
 use crate::otlp::EventSink;
 use crate::probe::{NodeEvent, Report};
 use crate::rules::HostResolver;
 use crate::slots::{Op, PolicyRef, Reconciler};
 use pod::{PodInfo, load_policy};
-use state::{NodeState, PolicyState, Summary};
+use state::{NodeState, OlderPrograms, PolicyState, Summary};
 
 /// The name the agent reports Events under.
 pub const REPORTER: &str = "mcp-guard-agent";
@@ -77,6 +80,11 @@ pub struct Config {
     pub pod_poll_window: Duration,
     /// How often every cgroup is looked up afresh.
     pub resync_interval: Duration,
+    /// The proxy image the operator injects (`--proxy-image`): only the proxy it runs opens public
+    /// ports. `None`: no port is public.
+    pub proxy_image: Option<String>,
+    /// Programs of an older agent still attached (their hooks match containers' own cgroups only).
+    pub older_programs: OlderPrograms,
 }
 
 impl Config {
@@ -90,6 +98,8 @@ impl Config {
             pod_poll_interval: Duration::from_millis(20),
             pod_poll_window: Duration::from_secs(60),
             resync_interval: Duration::from_secs(60),
+            proxy_image: None,
+            older_programs: OlderPrograms::default(),
         }
     }
 }
@@ -125,6 +135,16 @@ pub async fn run<E: Enforcer>(
         tracing::warn!(error = %e, "could not publish the capability Event on the Node");
     }
 
+    let proxy_image = config.proxy_image.as_deref();
+    if proxy_image.is_none() {
+        tracing::warn!(
+            "no --proxy-image (MCP_GUARD_PROXY_IMAGE) given: the agent cannot tell the proxy the \
+             operator injects from a container a pod author named like it, so it opens no public \
+             port; under confineListeners the injected proxy's wildcard --listen and --metrics \
+             binds are confined to loopback like any other, and such pods are unreachable through \
+             their Service. Pass the operator's --proxy-image to the agent"
+        );
+    }
     let selector = watcher::Config::default()
         .fields(&format!("spec.nodeName={}", config.node_name))
         .labels(&format!("{LABEL_GUARDED}=true"));
@@ -138,6 +158,7 @@ pub async fn run<E: Enforcer>(
         config.proc_root.clone(),
         config.report.enforcement,
     );
+    state.set_older_programs(config.older_programs);
     let mut reconciler = Reconciler::new();
     let mut listing: Option<Vec<PodInfo>> = None;
     let (mut synced, mut dirty, mut retry) = (false, false, false);
@@ -156,14 +177,19 @@ pub async fn run<E: Enforcer>(
             ev = pods.next() => match ev {
                 Some(Ok(Event::Init)) => listing = Some(Vec::new()),
                 Some(Ok(Event::InitApply(p))) => {
-                    listing.get_or_insert_default().extend(PodInfo::from_pod(&p));
+                    listing.get_or_insert_default().extend(PodInfo::from_pod(&p, proxy_image));
                 }
                 Some(Ok(Event::InitDone)) => {
-                    state.replace_pods(listing.take().unwrap_or_default());
+                    let listed = listing.take().unwrap_or_default();
+                    for info in &listed {
+                        note_refused_ports(&state, info);
+                    }
+                    state.replace_pods(listed);
                     (synced, dirty) = (true, true);
                 }
                 Some(Ok(Event::Apply(p))) => {
-                    if let Some(info) = PodInfo::from_pod(&p) {
+                    if let Some(info) = PodInfo::from_pod(&p, proxy_image) {
+                        note_refused_ports(&state, &info);
                         state.upsert_pod(info);
                     }
                     dirty = true;
@@ -212,6 +238,22 @@ pub async fn run<E: Enforcer>(
         }
     }
     Ok(())
+}
+
+/// Logs why a pod's spec opened no public port, when that changed since the pod was last seen.
+fn note_refused_ports(state: &NodeState, info: &PodInfo) {
+    let before = state.pod(&info.namespace, &info.name);
+    if info.refused_ports.is_empty()
+        || before.is_some_and(|b| b.refused_ports == info.refused_ports)
+    {
+        return;
+    }
+    for why in &info.refused_ports {
+        tracing::warn!(
+            pod = %format!("{}/{}", info.namespace, info.name),
+            "public port refused: {why}"
+        );
+    }
 }
 
 /// The pods whose cgroup is not there yet, and since when: polled for a while.
@@ -295,8 +337,26 @@ fn reconcile<E: Enforcer>(
     report(&summary);
     let outcome = reconciler.reconcile(enforcer, &desired);
     for f in &outcome.failures {
-        tracing::warn!(op = ?f.op, error = %f.error, "kernel map update failed; retrying");
+        match &f.op {
+            Some(Op::OpenPort(cg, port)) => tracing::warn!(
+                cgroup = cg,
+                port,
+                error = %f.error,
+                "could not open a public port; its pod is guarded anyway, so a wildcard bind to \
+                 the port is confined to loopback until it opens (retrying)"
+            ),
+            Some(Op::SetLevels(levels)) => tracing::warn!(
+                ?levels,
+                error = %f.error,
+                "could not set the cgroup levels; the pods that need a new level are not guarded \
+                 yet and the container entries they replace stay (retrying)"
+            ),
+            op => tracing::warn!(?op, error = %f.error, "kernel map update failed; retrying"),
+        }
         metrics.map_update_error(f.label());
+    }
+    for op in &outcome.deferred {
+        tracing::debug!(?op, "deferred until the call it depends on succeeds");
     }
     if !outcome.applied.is_empty() {
         tracing::info!(
@@ -326,10 +386,12 @@ fn reconcile<E: Enforcer>(
     metrics.set_pending_pods(summary.pending_pods.len());
     metrics.set_pending_containers(summary.pending.len());
     metrics.set_skipped_paths(summary.skipped.len());
+    metrics.set_pods_beyond_levels(summary.beyond_levels.len());
     Leftover {
         retry: !summary.pending.is_empty()
             || !summary.pending_pods.is_empty()
-            || !outcome.failures.is_empty(),
+            || !outcome.failures.is_empty()
+            || !outcome.deferred.is_empty(),
         pending_pods: summary.pending_pods.into_iter().collect(),
     }
 }
@@ -343,6 +405,15 @@ fn report(summary: &Summary) {
     }
     for e in &summary.errors {
         tracing::warn!("cannot guard {e}");
+    }
+    for (pod, level) in &summary.beyond_levels {
+        tracing::warn!(
+            pod = %pod,
+            level,
+            "the pod's cgroup lies beyond the {MAX_LEVELS} cgroup levels the kernel looks up: the \
+             pod is not guarded through it; only its running containers' own cgroups are, from \
+             when the agent sees them running (not from their first instruction)"
+        );
     }
     for s in &summary.skipped {
         tracing::debug!(path = %s.path, root = %s.root.display(), error = %s.error, "denied path not present; skipped");

@@ -30,7 +30,7 @@ pub async fn run(cfg: KubernetesConfig) -> anyhow::Result<()> {
     tokio::spawn(metrics::serve(listener, metrics.clone()));
 
     let caps = bpf::capabilities();
-    let report = probe::assess(&caps.probes());
+    let mut report = probe::assess(&caps.probes());
     let mount = match caps.cgroup_root.clone() {
         Some(root) => root,
         None => match cgroup::find_cgroup2_mount() {
@@ -66,6 +66,7 @@ pub async fn run(cfg: KubernetesConfig) -> anyhow::Result<()> {
     for p in &loaded.programs {
         tracing::info!(program = %p.program, hook = %p.hook, state = ?p.state, "program");
     }
+    let older = older_programs(&loaded, &metrics, &mut report);
 
     let exporter = match OtlpConfig::from_env().map_err(anyhow::Error::msg)? {
         Some(c) => Some(Arc::new(
@@ -79,7 +80,9 @@ pub async fn run(cfg: KubernetesConfig) -> anyhow::Result<()> {
     let client = kube::Client::try_default()
         .await
         .context("cannot configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
-    let config = k8s::Config::new(node_name, layout, report);
+    let mut config = k8s::Config::new(node_name, layout, report);
+    config.proxy_image = cfg.proxy_image.clone();
+    config.older_programs = older;
     k8s::run(
         client,
         config,
@@ -90,6 +93,37 @@ pub async fn run(cfg: KubernetesConfig) -> anyhow::Result<()> {
         shutdown_signal(),
     )
     .await
+}
+
+/// The hooks that still run an older agent's program (its `KeptOlder`): recorded in
+/// `mcp_guard_agent_older_programs{hook}` and reported as a degradation (log line and Node Event),
+/// and returned for the discovery loop, which then guards containers' own cgroups as well.
+fn older_programs(
+    loaded: &bpf::Loaded,
+    metrics: &Metrics,
+    report: &mut probe::Report,
+) -> k8s::state::OlderPrograms {
+    for p in &loaded.programs {
+        metrics.set_older_program(&p.hook, p.state.older());
+    }
+    let older = loaded.older_programs();
+    if older.is_empty() {
+        return k8s::state::OlderPrograms::default();
+    }
+    let hooks: Vec<&str> = older.iter().map(|p| p.hook.as_str()).collect();
+    for p in &older {
+        if let bpf::AttachState::KeptOlder { reason } = &p.state {
+            tracing::warn!(program = %p.program, hook = %p.hook, %reason, "this build's program could not replace the older one");
+        }
+    }
+    report.degrade(format!(
+        "{} still run(s) the program of an older agent (pinned layout version {}), this build's          could not attach: it confines only processes whose own cgroup is guarded, so each running          container's cgroup is guarded as well, from when the agent sees it running (not from its          first instruction); restart the agent to retry",
+        hooks.join(", "),
+        loaded
+            .pinned_layout
+            .map_or_else(|| "unknown".to_owned(), |v| v.to_string()),
+    ));
+    k8s::state::OlderPrograms::from_hooks(hooks)
 }
 
 /// Nothing can be enforced on this node: say so (log, metrics) and keep serving /metrics until

@@ -20,6 +20,11 @@ struct FeatureLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabel {
+    hook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EventLabels {
     kind: &'static str,
     verdict: &'static str,
@@ -59,11 +64,13 @@ pub fn verdict_label(verdict: Verdict) -> &'static str {
 pub struct Metrics {
     registry: Registry,
     capability: Family<FeatureLabel, Gauge>,
+    older_programs: Family<HookLabel, Gauge>,
     events: Family<EventLabels, Counter>,
     guarded_cgroups: Gauge,
     policies: Gauge,
     pods: Gauge,
     pending_pods: Gauge,
+    pods_beyond_levels: Gauge,
     late_pods: Counter,
     pending_containers: Gauge,
     skipped_paths: Gauge,
@@ -87,6 +94,12 @@ impl Metrics {
             "1 when the kernel feature is available and used (cgroup_v2, bpf_lsm, cgroup_sock_addr), 0 when not",
             capability.clone(),
         );
+        let older_programs = Family::<HookLabel, Gauge>::default();
+        registry.register(
+            "older_programs",
+            "1 when the hook (lsm/file_open, cgroup/bind4, ...) still runs an older agent's program because this build's could not attach: it matches containers' own cgroups only, which the agent then guards as well, from when it sees them running (degraded)",
+            older_programs.clone(),
+        );
         let events = Family::<EventLabels, Counter>::default();
         registry.register(
             "events",
@@ -96,7 +109,7 @@ impl Metrics {
         let guarded_cgroups = Gauge::default();
         registry.register(
             "guarded_cgroups",
-            "Cgroups in the kernel's guarded map on this node: one per guarded pod (its pod cgroup, which covers its containers)",
+            "Cgroups in the kernel's guarded map on this node: one per guarded pod (its pod cgroup, which covers its containers), plus one per running container while older programs remain or for pods beyond the looked-up levels",
             guarded_cgroups.clone(),
         );
         let policies = Gauge::default();
@@ -112,6 +125,12 @@ impl Metrics {
             "pending_pods",
             "Guarded pods whose pod cgroup the kubelet has not created yet (polled)",
             pending_pods.clone(),
+        );
+        let pods_beyond_levels = Gauge::default();
+        registry.register(
+            "pods_beyond_levels",
+            "Guarded pods whose pod cgroup lies beyond the 4 cgroup levels the kernel looks up: not guarded through it (only their running containers' own cgroups are)",
+            pods_beyond_levels.clone(),
         );
         let late_pods = Counter::default();
         registry.register(
@@ -146,11 +165,13 @@ impl Metrics {
         Self {
             registry,
             capability,
+            older_programs,
             events,
             guarded_cgroups,
             policies,
             pods,
             pending_pods,
+            pods_beyond_levels,
             late_pods,
             pending_containers,
             skipped_paths,
@@ -164,6 +185,15 @@ impl Metrics {
         self.capability
             .get_or_create(&FeatureLabel { feature })
             .set(i64::from(available));
+    }
+
+    /// Sets `mcp_guard_agent_older_programs{hook}`.
+    pub fn set_older_program(&self, hook: &str, older: bool) {
+        self.older_programs
+            .get_or_create(&HookLabel {
+                hook: hook.to_owned(),
+            })
+            .set(i64::from(older));
     }
 
     pub fn event(&self, kind: EventKind, verdict: Verdict) {
@@ -189,6 +219,10 @@ impl Metrics {
 
     pub fn set_pending_pods(&self, n: usize) {
         self.pending_pods.set(gauge(n));
+    }
+
+    pub fn set_pods_beyond_levels(&self, n: usize) {
+        self.pods_beyond_levels.set(gauge(n));
     }
 
     pub fn late_pod(&self) {

@@ -213,6 +213,22 @@ pub fn assess(capabilities: &Capabilities) -> Report {
 }
 
 impl Report {
+    /// Adds something found degraded after the probe (older programs kept at load): a warning
+    /// line, and a sentence of the Node's Warning Event (created when the probe found nothing
+    /// missing).
+    pub fn degrade(&mut self, line: impl Into<String>) {
+        let line = line.into();
+        self.lines.push((Level::Warn, line.clone()));
+        let note = match self.event.take() {
+            Some(ev) => format!("{} {line}.", ev.note),
+            None => format!("mcp-guard-agent: {line}."),
+        };
+        self.event = Some(NodeEvent {
+            reason: "EnforcementDegraded",
+            note: truncate(note, 1000),
+        });
+    }
+
     /// Writes the log lines.
     pub fn log(&self) {
         for (level, line) in &self.lines {

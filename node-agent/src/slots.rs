@@ -11,11 +11,15 @@
 //! 3. close public ports no longer wanted, open new ones (before their cgroup is guarded);
 //! 4. install rules that are new or changed (a reused slot gets its new rules here);
 //! 5. guard cgroups that are new or move to another slot (after their slot's rules are in place);
-//! 6. unguard the entries the new guards replace ([`Desired::retire`]);
+//! 6. unguard the entries the new guards replace ([`Desired::retire`]), then close their ports;
 //! 7. clear the rules of slots no cgroup uses any more.
 //!
-//! Every failed call is reported and left for the next reconcile to retry; a cgroup whose slot's
-//! rules or public ports could not be installed is not guarded.
+//! Every failed call is reported and left for the next reconcile to retry. What depends on a failed
+//! call is not made either (and is retried with it): a cgroup whose slot's rules could not be
+//! installed, or whose level ([`Desired::relies_on`]) could not be set, is not guarded, and an entry
+//! is retired only once the guard replacing it is in place with its level set. A public port that
+//! cannot be opened does not hold its cgroup back: the cgroup is guarded (its wildcard binds to
+//! that port are confined, which fails closed) and the port is retried.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -137,14 +141,18 @@ pub struct Desired {
     /// Cgroups to leave exactly as they are (their policy is not loaded yet, e.g. just after a
     /// restart): neither unguarded nor moved, and their slots are not cleared.
     pub keep: BTreeSet<u64>,
-    /// Guarded cgroups to unguard only once `cgroups` are guarded: entries that a cgroup above them
-    /// replaces with the same slot (container cgroups an older agent guarded, now covered by their
-    /// pod's), so the processes in them are never unguarded in between.
-    pub retire: BTreeSet<u64>,
+    /// Guarded entries to unguard only once the cgroup replacing them is guarded: entry → its
+    /// replacement, a cgroup above it with the same slot (container cgroups an older agent guarded,
+    /// now covered by their pod's), so the processes in them are never unguarded in between.
+    pub retire: BTreeMap<u64, u64>,
     /// Public ports: (guarded cgroup, port).
     pub ports: BTreeSet<(u64, u16)>,
     /// The cgroup levels at which processes' ancestors are looked up.
     pub levels: Levels,
+    /// Guarded cgroups that cover what lies beneath them only through a level of `levels` (pod
+    /// cgroups: their processes live in the containers' cgroups below), with that level. They are
+    /// not guarded while the level cannot be set.
+    pub relies_on: BTreeMap<u64, u32>,
 }
 
 /// What the kernel holds, as far as the [`Reconciler`] compares it.
@@ -198,8 +206,8 @@ impl Op {
 /// The calls that move the kernel from `current` and `installed` (the rules this process wrote)
 /// to `desired`, in a safe order: levels (before any guard that needs them; a level dropped only
 /// served cgroups unguarded in the same pass), unguards, public ports (opened before the cgroup
-/// they belong to is guarded), rules, guards, retired entries, and last the rules of slots no
-/// cgroup uses.
+/// they belong to is guarded), rules, guards, retired entries and then their ports, and last the
+/// rules of slots no cgroup uses.
 pub fn plan(
     current: &Current,
     installed: &BTreeMap<Slot, SlotRules>,
@@ -210,14 +218,21 @@ pub fn plan(
         ops.push(Op::SetLevels(desired.levels.clone()));
     }
     let wanted = |cg: &u64| {
-        desired.cgroups.contains_key(cg) || desired.keep.contains(cg) || desired.retire.contains(cg)
+        desired.cgroups.contains_key(cg)
+            || desired.keep.contains(cg)
+            || desired.retire.contains_key(cg)
     };
     for &cg in current.cgroups.keys() {
         if !wanted(&cg) {
             ops.push(Op::Unguard(cg));
         }
     }
-    for &(cg, port) in current.ports.difference(&desired.ports) {
+    // A retired entry keeps its ports until it is unguarded (its processes match it first).
+    let (closed_late, closed_now): (Vec<_>, Vec<_>) = current
+        .ports
+        .difference(&desired.ports)
+        .partition(|(cg, _)| desired.retire.contains_key(cg));
+    for &(cg, port) in closed_now {
         ops.push(Op::ClosePort(cg, port));
     }
     for &(cg, port) in desired.ports.difference(&current.ports) {
@@ -233,13 +248,16 @@ pub fn plan(
             ops.push(Op::Guard(cg, slot));
         }
     }
-    for &cg in &desired.retire {
+    for &cg in desired.retire.keys() {
         if current.cgroups.contains_key(&cg)
             && !desired.cgroups.contains_key(&cg)
             && !desired.keep.contains(&cg)
         {
             ops.push(Op::Retire(cg));
         }
+    }
+    for &(cg, port) in closed_late {
+        ops.push(Op::ClosePort(cg, port));
     }
     let kept: BTreeSet<Slot> = desired
         .keep
@@ -277,6 +295,8 @@ pub struct Outcome {
     /// Calls that succeeded.
     pub applied: Vec<Op>,
     pub failures: Vec<Failure>,
+    /// Calls not made because a call they depend on failed (retried with it).
+    pub deferred: Vec<Op>,
     /// Cgroups guarded once the calls are done (`None` when they could not be read).
     pub guarded: Option<usize>,
 }
@@ -306,8 +326,9 @@ impl Reconciler {
     }
 
     /// Applies the plan from the enforcer's current state to `desired`. A cgroup is not guarded
-    /// while its slot's rules or one of its public ports could not be written (its processes would
-    /// run under no rules, or the pod's own listener would be confined); an entry it retires stays.
+    /// while its slot's rules could not be written (its processes would run under no rules) or the
+    /// level it relies on could not be set; an entry it retires then stays. A public port that
+    /// could not be opened does not keep its cgroup unguarded.
     pub fn reconcile<E: Enforcer + ?Sized>(
         &mut self,
         enforcer: &mut E,
@@ -324,22 +345,25 @@ impl Reconciler {
         };
         let mut outcome = Outcome::default();
         let mut unusable: BTreeSet<Slot> = BTreeSet::new();
-        let mut closed: BTreeSet<u64> = BTreeSet::new();
-        let mut unguarded = false;
         for op in plan(&current, &self.installed, desired) {
+            let levels_set = |cg: &u64, levels: &Levels| {
+                desired.relies_on.get(cg).is_none_or(|l| levels.contains(l))
+            };
             let result = match &op {
-                Op::SetLevels(levels) => enforcer.set_levels(levels),
+                Op::SetLevels(levels) => enforcer.set_levels(levels).map(|()| {
+                    current.levels = levels.clone();
+                }),
                 Op::Unguard(cg) => enforcer.unguard(*cg).map(|()| {
                     current.cgroups.remove(cg);
                 }),
+                Op::ClosePort(cg, _)
+                    if desired.retire.contains_key(cg) && current.cgroups.contains_key(cg) =>
+                {
+                    outcome.deferred.push(op);
+                    continue;
+                }
                 Op::ClosePort(cg, port) => enforcer.close_port(*cg, *port),
-                Op::OpenPort(cg, port) => match enforcer.open_port(*cg, *port) {
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        closed.insert(*cg);
-                        Err(e)
-                    }
-                },
+                Op::OpenPort(cg, port) => enforcer.open_port(*cg, *port),
                 Op::SetRules(slot, rules) => match enforcer.set_rules(*slot, rules) {
                     Ok(()) => {
                         self.installed.insert(*slot, rules.clone());
@@ -350,24 +374,28 @@ impl Reconciler {
                         Err(e)
                     }
                 },
-                Op::Guard(cg, slot) if unusable.contains(slot) || closed.contains(cg) => {
-                    unguarded = true;
+                Op::Guard(cg, slot)
+                    if unusable.contains(slot) || !levels_set(cg, &current.levels) =>
+                {
+                    outcome.deferred.push(op);
                     continue;
                 }
-                Op::Guard(cg, slot) => match enforcer.guard(*cg, *slot) {
-                    Ok(()) => {
-                        current.cgroups.insert(*cg, *slot);
-                        Ok(())
-                    }
-                    Err(e) => {
-                        unguarded = true;
-                        Err(e)
-                    }
-                },
-                Op::Retire(_) if unguarded => continue,
-                Op::Retire(cg) => enforcer.unguard(*cg).map(|()| {
-                    current.cgroups.remove(cg);
+                Op::Guard(cg, slot) => enforcer.guard(*cg, *slot).map(|()| {
+                    current.cgroups.insert(*cg, *slot);
                 }),
+                Op::Retire(cg) => {
+                    let replaced = desired.retire.get(cg).is_some_and(|by| {
+                        current.cgroups.get(by) == current.cgroups.get(cg)
+                            && levels_set(by, &current.levels)
+                    });
+                    if !replaced {
+                        outcome.deferred.push(op);
+                        continue;
+                    }
+                    enforcer.unguard(*cg).map(|()| {
+                        current.cgroups.remove(cg);
+                    })
+                }
                 Op::ClearRules(slot) => enforcer.clear_rules(*slot).map(|()| {
                     self.installed.remove(slot);
                 }),

@@ -145,6 +145,17 @@ pub async fn run(cfg: StandaloneConfig) -> Result<()> {
             p.program, p.hook
         ));
     }
+    for p in loaded.older_programs() {
+        status(format!(
+            "warning: {} still runs an older agent's program (pinned layout version {}): degraded, \
+             it may confine only processes whose own cgroup is a --cgroup directory, not the \
+             cgroups beneath; restart to retry the replacement",
+            p.hook,
+            loaded
+                .pinned_layout
+                .map_or_else(|| "unknown".to_owned(), |v| v.to_string())
+        ));
+    }
 
     let root = loaded.capabilities.cgroup_root.clone();
     let mut cgroups = BTreeMap::new();

@@ -414,3 +414,75 @@ fn a_pod_cgroup_confines_containers_created_after_it_was_guarded() {
     );
     agent.stop();
 }
+
+/// Only a TCP socket keeps a public port's wildcard bind; other sockets are confined like any.
+/// SCTP stream sockets (where the kernel has SCTP) are rewritten to loopback even on a public port;
+/// an MPTCP socket binds through its first subflow, a TCP socket, so the hook sees TCP and the port
+/// stays public (it is a TCP listener to clients). An IPv6 socket that is neither TCP nor UDP (here
+/// UDP-Lite) cannot be checked for IPV6_V6ONLY, so `::` becomes `::1`, which binds whether it is
+/// IPv6-only or not (a v4-mapped address would fail on an IPv6-only one).
+#[test]
+fn only_tcp_keeps_a_public_port_and_other_ipv6_sockets_bind_loopback() {
+    if !root_or_skip("only_tcp_keeps_a_public_port_and_other_ipv6_sockets_bind_loopback") {
+        return;
+    }
+    let env = TestEnv::new("proto");
+    let pod = env.cgroup("pod");
+    let args = [
+        "--public-port",
+        "8080",
+        "--public-port",
+        "8081",
+        "--public-port",
+        "8082",
+    ];
+    let agent = env.start_agent_with(&env.policy(CONFINE_POLICY), &[&pod], &args);
+    let mut plan = vec![format!("enter {}", pod.display())];
+    plan.extend(steps(&[
+        "raw-bind stream/6 0.0.0.0:8080",
+        "raw-bind stream/262 0.0.0.0:8081",
+        "raw-bind stream/132 0.0.0.0:8082",
+        "raw-bind stream/132 [::]:8082",
+        "raw-bind dgram/136/v6only [::]:9095",
+        "raw-bind dgram/136 [::]:9096",
+        "raw-bind dgram/17/v6only [::]:9097",
+        "raw-bind dgram/17 [::]:9098",
+    ]));
+    let inside = run_child(&plan);
+    let result = |step: &str| inside.result(step).to_owned();
+    assert_eq!(result("raw-bind stream/6 0.0.0.0:8080"), "ok 0.0.0.0");
+    // EPROTONOSUPPORT: no MPTCP (or SCTP) in this kernel.
+    let unsupported = "errno 93";
+    let mptcp = result("raw-bind stream/262 0.0.0.0:8081");
+    assert!(
+        mptcp == "ok 0.0.0.0" || mptcp == unsupported,
+        "MPTCP: {inside:#?}"
+    );
+    let sctp4 = result("raw-bind stream/132 0.0.0.0:8082");
+    assert!(
+        sctp4 == "ok 127.0.0.1" || sctp4 == unsupported,
+        "an SCTP socket keeps no public port: {inside:#?}"
+    );
+    let sctp6 = result("raw-bind stream/132 [::]:8082");
+    assert!(
+        sctp6 == "ok ::1" || sctp6 == unsupported,
+        "SCTP over IPv6: {inside:#?}"
+    );
+    for (step, bound) in [
+        ("raw-bind dgram/136/v6only [::]:9095", "ok ::1"),
+        ("raw-bind dgram/136 [::]:9096", "ok ::1"),
+        ("raw-bind dgram/17/v6only [::]:9097", "ok ::1"),
+        ("raw-bind dgram/17 [::]:9098", "ok ::ffff:127.0.0.1"),
+    ] {
+        assert_eq!(result(step), bound, "{step}: {inside:#?}");
+    }
+    for port in [9095, 9096, 9097, 9098] {
+        let ev = env.wait_event(|e| e["port"] == port);
+        assert_eq!(
+            (ev["kind"].as_str(), ev["verdict"].as_str()),
+            (Some("bind"), Some("rewritten")),
+            "{ev}"
+        );
+    }
+    agent.stop();
+}

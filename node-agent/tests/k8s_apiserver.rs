@@ -161,7 +161,8 @@ async fn the_agent_follows_pods_and_policies_on_a_real_api_server() {
             {"name": "mcp-guard-proxy", "image": "proxy:1", "args": [
                 "--policy", "/etc/mcp-guard/policy/policy.json", "--listen", "0.0.0.0:8080",
                 "--upstream", "http://127.0.0.1:18080", "--metrics", "0.0.0.0:9464",
-                "--log", "/dev/stdout"]},
+                "--log", "/dev/stdout"],
+             "ports": [{"containerPort": 8080}, {"containerPort": 9464}]},
         ]},
     }))
     .unwrap();
@@ -196,6 +197,8 @@ async fn the_agent_follows_pods_and_policies_on_a_real_api_server() {
     config.proc_root = host.path().join("proc");
     config.retry_interval = Duration::from_secs(600);
     config.pod_poll_interval = Duration::from_millis(20);
+    // The image the operator injects: its container's --listen and --metrics are public ports.
+    config.proxy_image = Some("proxy:1".to_owned());
     let kernel = Kernel::default();
     let metrics = Arc::new(Metrics::new());
     let (events_tx, events_rx) = mpsc::unbounded_channel::<KernelEvent>();

@@ -55,9 +55,16 @@ pub enum AttachState {
 }
 
 impl AttachState {
-    /// Whether the hook is enforcing now.
+    /// Whether the hook runs a program now. A [`AttachState::KeptOlder`] program counts, but it
+    /// enforces what its own build did (see [`AttachState::older`]).
     pub fn enforcing(&self) -> bool {
         !matches!(self, AttachState::NotAttached { .. })
+    }
+
+    /// Whether the hook runs an older build's program (degraded): programs of layout version 1 look
+    /// up a process's own cgroup only, never its ancestors, and know no public ports.
+    pub fn older(&self) -> bool {
+        matches!(self, AttachState::KeptOlder { .. })
     }
 }
 

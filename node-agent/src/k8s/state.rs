@@ -7,7 +7,9 @@
 //! and ephemeral containers, is confined from its first instruction. The pod's public ports (the
 //! proxy's listeners) are opened for that cgroup. The containers' own cgroups are still looked up
 //! when they run: file and exec rules resolve inside each one's root (so they apply from then on),
-//! and events name the container.
+//! and events name the container. They are guarded themselves only when the pod's cgroup cannot
+//! cover them: while programs of an older agent remain attached ([`OlderPrograms`]: those look up a
+//! process's own cgroup only), and for pods whose cgroup lies beyond the levels the kernel looks up.
 //!
 //! Pods and containers whose cgroup (or first process) is not there yet are counted as pending and
 //! looked up again on the next call; found ones are cached (by pod UID and container ID) until
@@ -21,7 +23,7 @@ use mcp_guard_policy::compiled::Runtime;
 
 use super::pod::{LoadedPolicy, PodInfo};
 use crate::cgroup::{CgroupError, CgroupFs, ContainerId, Layout, PodCgroup, locate, locate_pod};
-use crate::model::{KernelEvent, MAX_LEVELS, Slot};
+use crate::model::{KernelEvent, Levels, MAX_LEVELS, Slot};
 use crate::otlp::Owner;
 use crate::probe::Enforcement;
 use crate::rules::{PathResolver, Skipped, is_empty, slot_rules};
@@ -45,6 +47,32 @@ struct Found {
     pid: u32,
 }
 
+/// Programs of an older agent that stay attached because this build's could not replace them
+/// ([`crate::bpf::AttachState::KeptOlder`]). They look up a process's own cgroup only, not its
+/// ancestors: while any remains, each running container's own cgroup is guarded as well (with its
+/// pod's slot and public ports), as the older agent did, instead of being retired.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OlderPrograms {
+    /// Some hook runs an older program.
+    pub any: bool,
+    /// `bind4` or `bind6` runs an older program: it knows no public ports and would confine the
+    /// injected `http` proxy's listeners, so the proxy container gets no entry of its own (as the
+    /// older agent did; the pod's entry still covers it for this build's programs).
+    pub bind: bool,
+}
+
+impl OlderPrograms {
+    /// From the hooks (`cgroup/bind4`, `lsm/file_open`, ...) that run an older program.
+    pub fn from_hooks<'a>(hooks: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut older = Self::default();
+        for hook in hooks {
+            older.any = true;
+            older.bind |= hook == "cgroup/bind4" || hook == "cgroup/bind6";
+        }
+        older
+    }
+}
+
 /// What a desired-state computation ran into.
 #[derive(Debug, Default)]
 pub struct Summary {
@@ -52,8 +80,11 @@ pub struct Summary {
     pub pending_pods: Vec<String>,
     /// Containers whose cgroup or process is not there yet (retry).
     pub pending: Vec<String>,
-    /// Pods and containers that will never be found (unknown runtime, I/O errors, too many levels).
+    /// Pods and containers that will never be found (unknown runtime, I/O errors).
     pub errors: Vec<String>,
+    /// Pods whose cgroup lies at a level beyond the [`MAX_LEVELS`] the kernel looks up, with that
+    /// level: not guarded through their pod cgroup (only their running containers' own cgroups are).
+    pub beyond_levels: Vec<(String, u32)>,
     /// Denied paths missing in some container.
     pub skipped: Vec<Skipped>,
     /// Policies left unenforced because every slot is taken.
@@ -71,7 +102,22 @@ struct Member<'a> {
     label: String,
     pod: &'a PodInfo,
     cgroup: Option<PodCgroup>,
-    containers: Vec<Found>,
+    /// Running containers found, with their names.
+    containers: Vec<(Found, &'a str)>,
+}
+
+/// One pod of the desired state, before its level is known to be looked up.
+#[derive(Debug)]
+struct PodPlan {
+    label: String,
+    cgroup: PodCgroup,
+    ports: Vec<u16>,
+    /// `None`: its policy is pending, keep its entry as it is.
+    slot: Option<Slot>,
+    /// Running containers' cgroups, and whether each is the `http` proxy container.
+    containers: Vec<(u64, bool)>,
+    /// Guarded now although a container of it already ran unconfined.
+    late: bool,
 }
 
 /// The node's pods, policies and slots.
@@ -86,6 +132,9 @@ pub struct NodeState {
     found_pods: HashMap<String, PodCgroup>,
     owners: HashMap<u64, Owner>,
     slots: SlotAllocator,
+    older: OlderPrograms,
+    /// How many levels the kernel looks up ([`MAX_LEVELS`]; fewer in tests).
+    max_levels: usize,
 }
 
 impl NodeState {
@@ -101,7 +150,25 @@ impl NodeState {
             found_pods: HashMap::new(),
             owners: HashMap::new(),
             slots: SlotAllocator::new(),
+            older: OlderPrograms::default(),
+            max_levels: MAX_LEVELS,
         }
+    }
+
+    /// Pretends the kernel looks up only `n` levels (pods beyond them are hard to lay out).
+    #[cfg(test)]
+    pub(crate) fn set_max_levels(&mut self, n: usize) {
+        self.max_levels = n;
+    }
+
+    /// Says which older programs stay attached (see [`OlderPrograms`]).
+    pub fn set_older_programs(&mut self, older: OlderPrograms) {
+        self.older = older;
+    }
+
+    /// A pod, by namespace and name.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<&PodInfo> {
+        self.pods.get(&(namespace.to_owned(), name.to_owned()))
     }
 
     pub fn upsert_pod(&mut self, pod: PodInfo) {
@@ -237,7 +304,7 @@ impl NodeState {
                     Ok(f) => {
                         owners.insert(f.cgroup_id, owner(Some(&c.name)));
                         live.insert(c.id.clone(), f.clone());
-                        containers.push(f);
+                        containers.push((f, c.name.as_str()));
                     }
                     Err(CgroupError::NotFound { .. }) => {
                         summary.pending.push(format!("{label}/{}", c.name));
@@ -260,6 +327,11 @@ impl NodeState {
 
     /// The desired kernel state. `current` is what the kernel guards now (slot hints after a restart,
     /// the cgroups to keep while a policy is pending, container entries to retire).
+    ///
+    /// Each pod's cgroup is guarded, relying on its level. Pods at a level beyond the
+    /// [`MAX_LEVELS`] lowest ones, and every pod while [`OlderPrograms`] remain, have their running
+    /// containers' own cgroups guarded (with the pod's slot and public ports); otherwise container
+    /// entries an older agent left are retired once the pod's entry replaces them.
     pub fn desired(
         &mut self,
         fs: &dyn CgroupFs,
@@ -268,13 +340,14 @@ impl NodeState {
     ) -> (Desired, Summary) {
         let mut summary = Summary::default();
         let (proc_root, enforcement) = (self.proc_root.clone(), self.enforcement);
+        let (older, max_levels) = (self.older, self.max_levels);
         let mut slots = std::mem::take(&mut self.slots);
         let policies = std::mem::take(&mut self.policies);
         let groups = self.members(fs, &mut summary);
         slots.retain(|p| groups.contains_key(p));
 
         let mut desired = Desired::default();
-        let mut levels: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+        let mut plans: Vec<PodPlan> = Vec::new();
         for (policy, members) in &groups {
             let state = policies.get(policy).unwrap_or(&PolicyState::Pending);
             if let PolicyState::Missing = state {
@@ -285,7 +358,11 @@ impl NodeState {
                 .iter()
                 .filter_map(|m| Some((m, m.cgroup.as_ref()?)))
                 .collect();
-            let containers = || members.iter().flat_map(|m| &m.containers);
+            let containers = || {
+                members
+                    .iter()
+                    .flat_map(|m| m.containers.iter().map(|(f, _)| f))
+            };
             // The slot its cgroups already carry (after a restart, or an upgrade from container
             // entries) is reserved even while pending.
             let hint = pods
@@ -303,11 +380,14 @@ impl NodeState {
             let PolicyState::Loaded(loaded) = state else {
                 for (m, c) in &pods {
                     if current.contains_key(&c.id) {
-                        desired.keep.insert(c.id);
-                        desired
-                            .ports
-                            .extend(m.pod.public_ports.iter().map(|p| (c.id, *p)));
-                        levels.entry(c.level).or_default().push(m.label.clone());
+                        plans.push(PodPlan {
+                            label: m.label.clone(),
+                            cgroup: (*c).clone(),
+                            ports: m.pod.public_ports.iter().copied().collect(),
+                            slot: None,
+                            containers: Vec::new(),
+                            late: false,
+                        });
                     }
                 }
                 desired.keep.extend(
@@ -337,34 +417,62 @@ impl NodeState {
                 || !rules.deny_ports.is_empty();
             desired.rules.insert(slot, rules);
             for (m, c) in &pods {
-                desired.cgroups.insert(c.id, slot);
-                desired
-                    .ports
-                    .extend(m.pod.public_ports.iter().map(|p| (c.id, *p)));
-                levels.entry(c.level).or_default().push(m.label.clone());
-                let mut retired = false;
-                for f in &m.containers {
-                    if current.get(&f.cgroup_id) == Some(&slot) {
-                        desired.retire.insert(f.cgroup_id);
-                        retired = true;
-                    }
+                let proxy = m.pod.proxy_container.as_deref();
+                let containers: Vec<(u64, bool)> = m
+                    .containers
+                    .iter()
+                    .map(|(f, name)| (f.cgroup_id, proxy == Some(*name)))
+                    .collect();
+                let confined = containers
+                    .iter()
+                    .any(|(cg, _)| current.get(cg) == Some(&slot));
+                plans.push(PodPlan {
+                    label: m.label.clone(),
+                    cgroup: (*c).clone(),
+                    ports: m.pod.public_ports.iter().copied().collect(),
+                    slot: Some(slot),
+                    late: network
+                        && !current.contains_key(&c.id)
+                        && !confined
+                        && !m.pod.containers.is_empty(),
+                    containers,
+                });
+            }
+        }
+        let levels: Levels = plans.iter().map(|p| p.cgroup.level).collect();
+        desired.levels = levels.into_iter().take(max_levels).collect();
+        for plan in plans {
+            let (id, level) = (plan.cgroup.id, plan.cgroup.level);
+            let looked_up = desired.levels.contains(&level);
+            let ports = |cg: u64| plan.ports.iter().map(move |p| (cg, *p));
+            let Some(slot) = plan.slot else {
+                desired.keep.insert(id);
+                desired.ports.extend(ports(id));
+                continue;
+            };
+            if looked_up {
+                desired.cgroups.insert(id, slot);
+                desired.relies_on.insert(id, level);
+                desired.ports.extend(ports(id));
+                if plan.late {
+                    summary.late.push((plan.label.clone(), id));
                 }
-                if network
-                    && !current.contains_key(&c.id)
-                    && !retired
-                    && !m.pod.containers.is_empty()
-                {
-                    summary.late.push((m.label.clone(), c.id));
+            } else {
+                summary.beyond_levels.push((plan.label.clone(), level));
+            }
+            let own_entries = older.any || !looked_up;
+            for &(cg, proxy) in &plan.containers {
+                if own_entries {
+                    if older.bind && proxy {
+                        continue;
+                    }
+                    desired.cgroups.insert(cg, slot);
+                    desired.ports.extend(ports(cg));
+                } else if current.get(&cg) == Some(&slot) {
+                    desired.retire.insert(cg, id);
                 }
             }
         }
-        for (level, pods) in levels.iter().skip(MAX_LEVELS) {
-            summary.errors.push(format!(
-                "{}: pod cgroups at level {level}, beyond the {MAX_LEVELS} levels the kernel looks                  up; only processes directly in them are confined",
-                pods.join(", ")
-            ));
-        }
-        desired.levels = levels.into_keys().take(MAX_LEVELS).collect();
         drop(groups);
         self.slots = slots;
         self.policies = policies;

@@ -9,9 +9,9 @@ use mcp_guard_policy::CompiledPolicy;
 use mcp_guard_policy::compiled::{DeniedPath, Runtime};
 use serde_json::json;
 
-use super::fixtures::{SERVER, UID, http_containers, pod, pod_with, running};
+use super::fixtures::{PROXY, PROXY_IMAGE, SERVER, UID, http_containers, pod, pod_with, running};
 use super::pod::{LoadedPolicy, PROXY_CONTAINER, PodInfo, load_policy};
-use super::state::{NodeState, PolicyState, Summary};
+use super::state::{NodeState, OlderPrograms, PolicyState, Summary};
 use super::*;
 use crate::cgroup::{HostCgroupFs, Layout};
 use crate::model::{Inode, KernelEvent, Levels, SlotRules};
@@ -151,16 +151,23 @@ fn loaded(port: u16) -> PolicyState {
 
 /// The injected `http` pod, scheduled on the node: nothing of it runs yet.
 fn scheduled_pod() -> PodInfo {
-    PodInfo::from_pod(&pod_with("fs-0", Some("no-exec"), http_containers(), None)).unwrap()
+    PodInfo::from_pod(
+        &pod_with("fs-0", Some("no-exec"), http_containers(), None),
+        Some(PROXY_IMAGE),
+    )
+    .unwrap()
 }
 
 /// The same pod with its server container running.
 fn server_pod() -> PodInfo {
-    PodInfo::from_pod(&pod(
-        "fs-0",
-        Some("no-exec"),
-        json!([running("server", &format!("containerd://{SERVER}"))]),
-    ))
+    PodInfo::from_pod(
+        &pod(
+            "fs-0",
+            Some("no-exec"),
+            json!([running("server", &format!("containerd://{SERVER}"))]),
+        ),
+        Some(PROXY_IMAGE),
+    )
     .unwrap()
 }
 
@@ -424,7 +431,7 @@ fn a_pod_guarded_after_its_containers_started_is_reported_late() {
     let mut done = pod("fs-0", Some("no-exec"), json!([]));
     done.status.as_mut().unwrap().phase = Some("Succeeded".into());
     let mut state = node.state(Enforcement::all());
-    state.upsert_pod(PodInfo::from_pod(&done).unwrap());
+    state.upsert_pod(PodInfo::from_pod(&done, Some(PROXY_IMAGE)).unwrap());
     state.set_policy(PolicyRef::new("tools", "no-exec"), loaded(25));
     let (desired, summary) = state.desired(&HostCgroupFs, &HostResolver, &BTreeMap::new());
     assert!(desired.cgroups.is_empty(), "nothing of a finished pod runs");
@@ -449,7 +456,7 @@ fn a_container_named_like_the_proxy_is_confined_like_any_other() {
             &format!("containerd://{SERVER}")
         )])),
     );
-    state.upsert_pod(PodInfo::from_pod(&p).unwrap());
+    state.upsert_pod(PodInfo::from_pod(&p, Some(PROXY_IMAGE)).unwrap());
     state.set_policy(PolicyRef::new("tools", "no-exec"), loaded(25));
     let (desired, _) = state.desired(&HostCgroupFs, &HostResolver, &BTreeMap::new());
     assert_eq!(desired.cgroups, BTreeMap::from([(pod_cg, 0)]));
@@ -478,7 +485,7 @@ fn levels_follow_the_pods_qos_classes() {
     let mut p2 = pod_with("fs-1", Some("no-exec"), http_containers(), None);
     p2.metadata.uid = Some(uid2.to_owned());
     p2.status.as_mut().unwrap().qos_class = Some("Guaranteed".into());
-    state.upsert_pod(PodInfo::from_pod(&p2).unwrap());
+    state.upsert_pod(PodInfo::from_pod(&p2, Some(PROXY_IMAGE)).unwrap());
     state.set_policy(PolicyRef::new("tools", "no-exec"), loaded(25));
     let (desired, summary) = state.desired(&HostCgroupFs, &HostResolver, &BTreeMap::new());
     assert!(summary.errors.is_empty(), "{:?}", summary.errors);
@@ -523,14 +530,243 @@ fn pods_without_a_policy_are_not_guarded() {
     node.create_pod();
     node.start(SERVER, 4242);
     let mut state = node.state(Enforcement::all());
-    let p = PodInfo::from_pod(&pod(
-        "plain",
-        None,
-        json!([running("server", &format!("containerd://{SERVER}"))]),
-    ))
+    let p = PodInfo::from_pod(
+        &pod(
+            "plain",
+            None,
+            json!([running("server", &format!("containerd://{SERVER}"))]),
+        ),
+        Some(PROXY_IMAGE),
+    )
     .unwrap();
     state.upsert_pod(p);
     assert!(state.wanted_policies().is_empty());
     let (desired, _) = state.desired(&HostCgroupFs, &HostResolver, &BTreeMap::new());
     assert_eq!(desired, crate::slots::Desired::default());
+}
+
+/// The `http` pod with its server and proxy containers running.
+fn server_and_proxy_pod() -> PodInfo {
+    PodInfo::from_pod(
+        &pod(
+            "fs-0",
+            Some("no-exec"),
+            json!([
+                running("server", &format!("containerd://{SERVER}")),
+                running(PROXY_CONTAINER, &format!("containerd://{PROXY}")),
+            ]),
+        ),
+        Some(PROXY_IMAGE),
+    )
+    .unwrap()
+}
+
+/// While programs of an older agent stay attached (this build's could not replace them at load),
+/// those hooks look up a process's own cgroup only: the container entries the older agent left are
+/// kept, and each running container gets one, with the pod's slot and public ports, beside the pod's
+/// entry. An older bind program knows no public ports, so the proxy container then gets no entry
+/// (as the older agent did). Once this build's programs are in, the container entries are retired.
+#[test]
+fn while_older_programs_remain_containers_keep_entries_of_their_own() {
+    let node = Node::new();
+    let pod_cg = node.create_pod();
+    let server_cg = node.start(SERVER, 4242);
+    let proxy_cg = node.start(PROXY, 4343);
+    // The older agent guarded the server's container (not the proxy's).
+    let mut kernel = RecordingEnforcer {
+        guarded: BTreeMap::from([(server_cg, 5)]),
+        ..RecordingEnforcer::default()
+    };
+    let mut state = node.state(Enforcement::all());
+    state.set_older_programs(OlderPrograms::from_hooks([
+        "cgroup/connect4",
+        "lsm/file_open",
+    ]));
+    state.upsert_pod(server_and_proxy_pod());
+    state.set_policy(PolicyRef::new("tools", "no-exec"), loaded(25));
+    let mut step = Step::new();
+    let summary = step.run(&mut state, &mut kernel);
+    assert!(summary.late.is_empty(), "it was confined all along");
+    assert!(
+        !kernel.calls.iter().any(|c| matches!(c, Op::Unguard(_))),
+        "nothing is retired: {:?}",
+        kernel.calls
+    );
+    assert_eq!(
+        kernel.guarded,
+        BTreeMap::from([(pod_cg, 5), (server_cg, 5), (proxy_cg, 5)])
+    );
+    let ports = |cgs: &[u64]| -> BTreeSet<(u64, u16)> {
+        cgs.iter()
+            .flat_map(|cg| [(*cg, 8080), (*cg, 9464)])
+            .collect()
+    };
+    assert_eq!(kernel.ports, ports(&[pod_cg, server_cg, proxy_cg]));
+    assert_eq!(kernel.levels, Levels::from([3]));
+
+    // An older bind program: the proxy container's own entry goes (its listeners stay public
+    // through the pod's entry, which this build's programs use).
+    state.set_older_programs(OlderPrograms::from_hooks(["cgroup/bind6"]));
+    step.run(&mut state, &mut kernel);
+    assert_eq!(
+        kernel.guarded,
+        BTreeMap::from([(pod_cg, 5), (server_cg, 5)])
+    );
+    assert_eq!(kernel.ports, ports(&[pod_cg, server_cg]));
+
+    // The next start replaced every older program: the pod's entry alone guards the pod.
+    state.set_older_programs(OlderPrograms::default());
+    step.run(&mut state, &mut kernel);
+    assert_eq!(
+        kernel.calls,
+        vec![
+            Op::Unguard(server_cg),
+            Op::ClosePort(server_cg, 8080),
+            Op::ClosePort(server_cg, 9464)
+        ],
+        "the container entry goes before its ports, which its processes match until then"
+    );
+    assert_eq!(kernel.guarded, BTreeMap::from([(pod_cg, 5)]));
+    assert_eq!(kernel.ports, ports(&[pod_cg]));
+}
+
+#[test]
+fn older_programs_are_told_from_their_hooks() {
+    assert_eq!(OlderPrograms::from_hooks([]), OlderPrograms::default());
+    let lsm = OlderPrograms::from_hooks(["lsm/file_open", "cgroup/connect6"]);
+    assert!(lsm.any && !lsm.bind);
+    let bind = OlderPrograms::from_hooks(["cgroup/bind4"]);
+    assert!(bind.any && bind.bind);
+}
+
+/// A pod whose cgroup lies beyond the levels the kernel looks up is not counted as guarded: its pod
+/// cgroup gets no entry (it would cover nothing beneath it), its running containers get their own,
+/// and the metric and a warning say so. Here the kernel looks up one level: the Guaranteed pod's (2);
+/// the Burstable pod sits at 3.
+#[test]
+fn pods_beyond_the_looked_up_levels_are_not_counted_as_guarded() {
+    let node = Node::new();
+    let burstable = node.create_pod();
+    let server_cg = node.start(SERVER, 4242);
+    let uid2 = "99999999-1111-2222-3333-444455556666";
+    let dir2 = node.mount().join(format!("kubepods/pod{uid2}"));
+    std::fs::create_dir_all(&dir2).unwrap();
+    let guaranteed = std::fs::metadata(&dir2).unwrap().ino();
+    let mut p2 = pod_with("fs-1", Some("no-exec"), http_containers(), None);
+    p2.metadata.uid = Some(uid2.to_owned());
+    p2.status.as_mut().unwrap().qos_class = Some("Guaranteed".into());
+
+    let mut state = node.state(Enforcement::all());
+    state.set_max_levels(1);
+    state.upsert_pod(server_pod());
+    state.upsert_pod(PodInfo::from_pod(&p2, Some(PROXY_IMAGE)).unwrap());
+    state.set_policy(PolicyRef::new("tools", "no-exec"), loaded(25));
+    let (desired, summary) = state.desired(&HostCgroupFs, &HostResolver, &BTreeMap::new());
+    assert_eq!(summary.beyond_levels, vec![("tools/fs-0".to_owned(), 3)]);
+    assert_eq!(desired.levels, Levels::from([2]));
+    assert_eq!(
+        desired.cgroups,
+        BTreeMap::from([(guaranteed, 0), (server_cg, 0)]),
+        "no entry for the Burstable pod's cgroup"
+    );
+    assert!(!desired.cgroups.contains_key(&burstable));
+    assert!(desired.ports.contains(&(server_cg, 8080)));
+
+    let metrics = Metrics::new();
+    let mut kernel = RecordingEnforcer::default();
+    let left = reconcile(&mut state, &mut Reconciler::new(), &mut kernel, &metrics);
+    assert!(!left.retry);
+    assert_eq!(
+        kernel.guarded,
+        BTreeMap::from([(guaranteed, 0), (server_cg, 0)])
+    );
+    let text = metrics.encode();
+    assert!(
+        text.contains("mcp_guard_agent_pods_beyond_levels 1"),
+        "{text}"
+    );
+    assert!(text.contains("mcp_guard_agent_guarded_cgroups 2"), "{text}");
+}
+
+/// A public port that cannot be opened (the map is full) neither keeps the pod nor the pods after
+/// it unguarded: they are guarded (a wildcard bind to the port is confined: fail closed), the
+/// failure is counted, and the port is retried.
+#[test]
+fn a_pod_whose_public_port_cannot_be_opened_is_guarded_and_the_failure_counted() {
+    let node = Node::new();
+    let pod_cg = node.create_pod();
+    let mut state = node.state(Enforcement::all());
+    state.upsert_pod(scheduled_pod());
+    state.set_policy(PolicyRef::new("tools", "no-exec"), loaded(25));
+    let metrics = Metrics::new();
+    let mut kernel = RecordingEnforcer {
+        fail_open_port: BTreeSet::from([pod_cg]),
+        ..RecordingEnforcer::default()
+    };
+    let mut rec = Reconciler::new();
+    let left = reconcile(&mut state, &mut rec, &mut kernel, &metrics);
+    assert!(left.retry, "the port is retried");
+    assert_eq!(kernel.guarded, BTreeMap::from([(pod_cg, 0)]));
+    assert!(kernel.ports.is_empty());
+    let text = metrics.encode();
+    assert!(
+        text.contains("mcp_guard_agent_map_update_errors_total{op=\"open_port\"} 2"),
+        "{text}"
+    );
+    assert!(text.contains("mcp_guard_agent_guarded_cgroups 1"), "{text}");
+
+    kernel.fail_open_port.clear();
+    let left = reconcile(&mut state, &mut rec, &mut kernel, &metrics);
+    assert!(!left.retry);
+    assert_eq!(
+        kernel.ports,
+        BTreeSet::from([(pod_cg, 8080), (pod_cg, 9464)])
+    );
+}
+
+/// The levels cannot be set: the pod, whose cgroup covers its containers only through its level,
+/// is not counted as guarded, and the container entries an older agent left stay; both are retried.
+#[test]
+fn a_pod_whose_level_cannot_be_set_keeps_its_container_entries() {
+    let node = Node::new();
+    let pod_cg = node.create_pod();
+    let cg = node.start(SERVER, 4242);
+    let mut state = node.state(Enforcement::all());
+    state.upsert_pod(server_pod());
+    state.set_policy(PolicyRef::new("tools", "no-exec"), loaded(25));
+    let metrics = Metrics::new();
+    let mut kernel = RecordingEnforcer {
+        guarded: BTreeMap::from([(cg, 0)]),
+        fail_set_levels: true,
+        ..RecordingEnforcer::default()
+    };
+    let mut rec = Reconciler::new();
+    let left = reconcile(&mut state, &mut rec, &mut kernel, &metrics);
+    assert!(left.retry);
+    assert_eq!(kernel.guarded, BTreeMap::from([(cg, 0)]));
+    let text = metrics.encode();
+    assert!(
+        text.contains("mcp_guard_agent_map_update_errors_total{op=\"set_levels\"} 1"),
+        "{text}"
+    );
+
+    kernel.fail_set_levels = false;
+    reconcile(&mut state, &mut rec, &mut kernel, &metrics);
+    assert_eq!(kernel.guarded, BTreeMap::from([(pod_cg, 0)]));
+    assert_eq!(kernel.levels, Levels::from([3]));
+}
+
+/// Without `--proxy-image`, the injected proxy's ports are not public (the agent cannot tell it
+/// from a forged one): the pod is guarded with no public port.
+#[test]
+fn without_the_proxy_image_no_port_is_public() {
+    let node = Node::new();
+    let pod_cg = node.create_pod();
+    let mut state = node.state(Enforcement::all());
+    let p = pod_with("fs-0", Some("no-exec"), http_containers(), None);
+    state.upsert_pod(PodInfo::from_pod(&p, None).unwrap());
+    state.set_policy(PolicyRef::new("tools", "no-exec"), loaded(25));
+    let (desired, _) = state.desired(&HostCgroupFs, &HostResolver, &BTreeMap::new());
+    assert_eq!(desired.cgroups, BTreeMap::from([(pod_cg, 0)]));
+    assert!(desired.ports.is_empty());
 }

@@ -24,6 +24,9 @@ fn counts_appear_with_their_labels() {
     m.set_skipped_paths(4);
     m.map_update_error("guard");
     m.policy_error("invalid");
+    m.set_older_program("cgroup/bind4", true);
+    m.set_older_program("lsm/file_open", false);
+    m.set_pods_beyond_levels(1);
     let text = m.encode();
     for needle in [
         "mcp_guard_agent_capability{feature=\"bpf_lsm\"} 0",
@@ -39,6 +42,9 @@ fn counts_appear_with_their_labels() {
         "mcp_guard_agent_skipped_paths 4",
         "mcp_guard_agent_map_update_errors_total{op=\"guard\"} 1",
         "mcp_guard_agent_policy_errors_total{reason=\"invalid\"} 1",
+        "mcp_guard_agent_older_programs{hook=\"cgroup/bind4\"} 1",
+        "mcp_guard_agent_older_programs{hook=\"lsm/file_open\"} 0",
+        "mcp_guard_agent_pods_beyond_levels 1",
     ] {
         assert!(text.contains(needle), "missing {needle} in\n{text}");
     }

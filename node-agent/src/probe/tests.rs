@@ -147,3 +147,36 @@ fn restrict_drops_what_cannot_be_enforced() {
     assert!(r.egress_allow.is_empty() && r.deny_ports.is_empty() && !r.confine_listeners);
     assert_eq!(Enforcement::all().restrict(rules.clone()), rules);
 }
+
+/// Older programs kept at load degrade a full kernel's report: a warning line and a Node Event;
+/// a missing feature's Event gets the sentence appended.
+#[test]
+fn a_degradation_found_at_load_raises_the_node_event() {
+    let mut report = assess(&all());
+    report.degrade("cgroup/connect4 still runs the program of an older agent");
+    let event = report.event.clone().unwrap();
+    assert_eq!(event.reason, "EnforcementDegraded");
+    assert_eq!(
+        event.note,
+        "mcp-guard-agent: cgroup/connect4 still runs the program of an older agent."
+    );
+    assert!(
+        report
+            .lines
+            .iter()
+            .any(|(l, t)| *l == Level::Warn && t.contains("older agent")),
+        "{:?}",
+        report.lines
+    );
+    assert_eq!(report.enforcement, Enforcement::all(), "enforced, degraded");
+
+    let mut caps = all();
+    caps.bpf_lsm = Probe::unavailable("Operation not permitted");
+    let mut report = assess(&caps);
+    report.degrade("lsm/file_open keeps an older program");
+    let note = report.event.unwrap().note;
+    assert!(
+        note.contains("BPF LSM unavailable") && note.ends_with("keeps an older program."),
+        "{note}"
+    );
+}

@@ -19,6 +19,10 @@ pub(crate) struct RecordingEnforcer {
     pub fail_set_rules: BTreeSet<Slot>,
     /// Cgroups whose `open_port` fails.
     pub fail_open_port: BTreeSet<u64>,
+    /// `set_levels` fails.
+    pub fail_set_levels: bool,
+    /// Cgroups whose `guard` fails.
+    pub fail_guard: BTreeSet<u64>,
 }
 
 impl RecordingEnforcer {
@@ -45,6 +49,9 @@ impl Enforcer for RecordingEnforcer {
         Ok(())
     }
     fn guard(&mut self, cgroup_id: u64, slot: Slot) -> Result<(), EnforceError> {
+        if self.fail_guard.contains(&cgroup_id) {
+            return Err(Self::err("guard"));
+        }
         self.calls.push(Op::Guard(cgroup_id, slot));
         self.guarded.insert(cgroup_id, slot);
         Ok(())
@@ -74,6 +81,9 @@ impl Enforcer for RecordingEnforcer {
         Ok(self.ports.iter().copied().collect())
     }
     fn set_levels(&mut self, levels: &Levels) -> Result<(), EnforceError> {
+        if self.fail_set_levels {
+            return Err(Self::err("set_levels"));
+        }
         self.calls.push(Op::SetLevels(levels.clone()));
         self.levels = levels.clone();
         Ok(())

@@ -246,8 +246,11 @@ fn levels_and_public_ports_come_before_the_guard_and_go_after_it() {
     assert!(kernel.ports.is_empty() && kernel.levels.is_empty());
 }
 
+/// A public port that cannot be opened (a full map) does not keep its pod unguarded: the pod is
+/// guarded (its wildcard bind to the port is then confined: fail closed), so are the pods after it,
+/// and the port is opened on a later reconcile.
 #[test]
-fn a_cgroup_whose_public_port_cannot_be_opened_is_not_guarded_yet() {
+fn a_cgroup_whose_public_port_cannot_be_opened_is_guarded_all_the_same() {
     let mut kernel = RecordingEnforcer {
         fail_open_port: BTreeSet::from([100]),
         ..RecordingEnforcer::default()
@@ -258,14 +261,15 @@ fn a_cgroup_whose_public_port_cannot_be_opened_is_not_guarded_yet() {
     let out = rec.reconcile(&mut kernel, &want);
     assert_eq!(out.failures.len(), 1);
     assert_eq!(out.failures[0].label(), "open_port");
-    assert_eq!(kernel.guarded, BTreeMap::from([(200, 0)]));
+    assert!(out.deferred.is_empty(), "{:?}", out.deferred);
+    assert_eq!(kernel.guarded, BTreeMap::from([(100, 0), (200, 0)]));
+    assert_eq!(out.guarded, Some(2));
+    assert_eq!(kernel.ports, BTreeSet::from([(200, 8080)]));
     kernel.fail_open_port.clear();
     kernel.calls.clear();
-    rec.reconcile(&mut kernel, &want);
-    assert_eq!(
-        kernel.calls,
-        vec![Op::OpenPort(100, 8080), Op::Guard(100, 0)]
-    );
+    let out = rec.reconcile(&mut kernel, &want);
+    assert!(out.failures.is_empty());
+    assert_eq!(kernel.calls, vec![Op::OpenPort(100, 8080)]);
 }
 
 /// An older agent guarded a container cgroup; its pod's cgroup now covers it with the same slot:
@@ -278,8 +282,9 @@ fn retired_entries_are_unguarded_after_the_guards_that_replace_them() {
     };
     let mut rec = Reconciler::new();
     let mut want = desired(&[(100, 2)], &[(2, rules(25))]);
-    want.retire.insert(101);
+    want.retire.insert(101, 100);
     want.levels = Levels::from([3]);
+    want.relies_on.insert(100, 3);
     rec.reconcile(&mut kernel, &want);
     assert_eq!(
         kernel.calls,
@@ -303,4 +308,100 @@ fn retired_entries_are_unguarded_after_the_guards_that_replace_them() {
     let mut rec = Reconciler::new();
     rec.reconcile(&mut kernel, &want);
     assert_eq!(kernel.guarded, BTreeMap::from([(101, 2)]));
+}
+
+/// One pod's guard failing keeps only the entries that pod would replace: another pod's old
+/// container entries are retired once its own guard is in place.
+#[test]
+fn a_failed_guard_keeps_only_the_entries_it_would_replace() {
+    let mut kernel = RecordingEnforcer {
+        guarded: BTreeMap::from([(101, 2), (201, 2)]),
+        fail_guard: BTreeSet::from([100]),
+        ..RecordingEnforcer::default()
+    };
+    let mut rec = Reconciler::new();
+    let mut want = desired(&[(100, 2), (200, 2)], &[(2, rules(25))]);
+    want.retire = BTreeMap::from([(101, 100), (201, 200)]);
+    // The container entries had the public port too (as entries kept for older programs do).
+    kernel.ports = BTreeSet::from([(101, 8080), (201, 8080)]);
+    want.ports = BTreeSet::from([(100, 8080), (200, 8080)]);
+    let out = rec.reconcile(&mut kernel, &want);
+    assert_eq!(out.failures.len(), 1);
+    assert_eq!(out.failures[0].label(), "guard");
+    assert_eq!(
+        out.deferred,
+        vec![Op::Retire(101), Op::ClosePort(101, 8080)]
+    );
+    assert_eq!(kernel.guarded, BTreeMap::from([(101, 2), (200, 2)]));
+    assert_eq!(
+        kernel.ports,
+        BTreeSet::from([(100, 8080), (101, 8080), (200, 8080)]),
+        "a retired entry's port is closed after it, a kept one's stays"
+    );
+    let retire = kernel.calls.iter().position(|c| *c == Op::Unguard(201));
+    let close = kernel
+        .calls
+        .iter()
+        .position(|c| *c == Op::ClosePort(201, 8080));
+    assert!(retire < close && retire.is_some(), "{:?}", kernel.calls);
+
+    kernel.fail_guard.clear();
+    kernel.calls.clear();
+    let out = rec.reconcile(&mut kernel, &want);
+    assert!(out.failures.is_empty() && out.deferred.is_empty());
+    assert_eq!(
+        kernel.calls,
+        vec![
+            Op::Guard(100, 2),
+            Op::Unguard(101),
+            Op::ClosePort(101, 8080)
+        ]
+    );
+    assert_eq!(kernel.guarded, BTreeMap::from([(100, 2), (200, 2)]));
+}
+
+/// When the levels cannot be set, a pod cgroup that needs a new level covers nothing beneath it:
+/// it is not guarded (deferred, retried), and the container entries it would replace stay. Pods at
+/// levels already set are guarded meanwhile.
+#[test]
+fn a_failed_set_levels_defers_the_guards_that_need_them_and_retires_nothing() {
+    let mut kernel = RecordingEnforcer {
+        guarded: BTreeMap::from([(101, 2), (201, 2)]),
+        levels: Levels::from([2]),
+        fail_set_levels: true,
+        ..RecordingEnforcer::default()
+    };
+    let mut rec = Reconciler::new();
+    let mut want = desired(&[(100, 2), (200, 2)], &[(2, rules(25))]);
+    want.levels = Levels::from([2, 3]);
+    want.relies_on = BTreeMap::from([(100, 3), (200, 2)]);
+    want.retire = BTreeMap::from([(101, 100), (201, 200)]);
+    let out = rec.reconcile(&mut kernel, &want);
+    assert_eq!(out.failures.len(), 1);
+    assert_eq!(out.failures[0].label(), "set_levels");
+    assert_eq!(out.deferred, vec![Op::Guard(100, 2), Op::Retire(101)]);
+    assert_eq!(
+        kernel.calls,
+        vec![
+            Op::SetRules(2, rules(25)),
+            Op::Guard(200, 2),
+            Op::Unguard(201)
+        ],
+        "the pod at level 2 is guarded and replaces its container entry; the one at 3 waits"
+    );
+    assert_eq!(kernel.guarded, BTreeMap::from([(101, 2), (200, 2)]));
+    assert_eq!(out.guarded, Some(2));
+
+    kernel.fail_set_levels = false;
+    kernel.calls.clear();
+    let out = rec.reconcile(&mut kernel, &want);
+    assert!(out.failures.is_empty() && out.deferred.is_empty());
+    assert_eq!(
+        kernel.calls,
+        vec![
+            Op::SetLevels(Levels::from([2, 3])),
+            Op::Guard(100, 2),
+            Op::Unguard(101)
+        ]
+    );
 }

@@ -286,7 +286,9 @@ pub fn run_child(plan: &[String]) -> ChildReport {
 
 /// The child's side. Steps: `listen ADDR` (a TCP listener, kept open), `enter DIR` (move this
 /// process into a cgroup), `connect ADDR`, `bind ADDR` (a TCP listener, kept open; reports the
-/// bound address), `udp-bind ADDR` (the same with a UDP socket), `sysctl KEY=VALUE` (in the child's own network namespace, e.g.
+/// bound address), `udp-bind ADDR` (the same with a UDP socket), `raw-bind TYPE/PROTO[/v6only]
+/// ADDR` (a socket of any protocol bound, kept open, e.g. `stream/262` for MPTCP, `stream/132` for
+/// SCTP, `dgram/136/v6only` for an IPv6-only UDP-Lite socket), `sysctl KEY=VALUE` (in the child's own network namespace, e.g.
 /// `net.ipv6.bindv6only=1`: IPv6 sockets made afterwards are IPv6-only). Exits the process when
 /// done; returns at once without a plan.
 pub fn helper_main() {
@@ -295,6 +297,7 @@ pub fn helper_main() {
     };
     let mut keep = Vec::new();
     let mut keep_udp = Vec::new();
+    let mut keep_raw = Vec::new();
     let mut out = std::io::stdout().lock();
     writeln!(out, "MG-PID {}", std::process::id()).unwrap();
     let comm = std::fs::read_to_string("/proc/thread-self/comm").unwrap_or_default();
@@ -323,6 +326,15 @@ pub fn helper_main() {
                 keep_udp.push(s);
                 Ok(format!("ok {}", a.ip()))
             }),
+            "raw-bind" => {
+                let (spec, addr) = arg
+                    .split_once(' ')
+                    .expect("raw-bind TYPE/PROTO[/v6only] ADDR");
+                raw_bind(spec, addr.parse().unwrap()).map(|(fd, ip)| {
+                    keep_raw.push(fd);
+                    format!("ok {ip}")
+                })
+            }
             "sysctl" => {
                 let (key, value) = arg.split_once('=').expect("sysctl KEY=VALUE");
                 let file = Path::new("/proc/sys").join(key.replace('.', "/"));
@@ -342,3 +354,92 @@ pub fn helper_main() {
 
 pub const EPERM: &str = "errno 1";
 pub const ECONNREFUSED: &str = "errno 111";
+
+/// A socket of `spec` (`stream|dgram/<protocol>[/v6only]`) bound to `addr`: the socket, and the
+/// address it got (what the bind hook left of `addr`). std offers TCP and UDP only.
+#[allow(unsafe_code)]
+fn raw_bind(
+    spec: &str,
+    addr: SocketAddr,
+) -> std::io::Result<(std::os::fd::OwnedFd, std::net::IpAddr)> {
+    use nix::libc;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mut parts = spec.split('/');
+    let kind = match parts.next() {
+        Some("stream") => libc::SOCK_STREAM,
+        Some("dgram") => libc::SOCK_DGRAM,
+        other => panic!("raw-bind: socket type {other:?}"),
+    };
+    let protocol: i32 = parts.next().expect("raw-bind: protocol").parse().unwrap();
+    let v6only = parts.next() == Some("v6only");
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    let last = std::io::Error::last_os_error;
+    // SAFETY: socket(2) returns a new descriptor (checked), which the OwnedFd then owns.
+    let fd = unsafe { libc::socket(family, kind, protocol) };
+    if fd < 0 {
+        return Err(last());
+    }
+    // SAFETY: `fd` is a valid descriptor nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY (the blocks below): sockaddr_storage is plain old data, valid when zeroed and large
+    // enough for either address; the pointers passed to the syscalls point into it (or to an int)
+    // with the lengths given, and live across the calls.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = unsafe { &mut *(&raw mut storage).cast::<libc::sockaddr_in>() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let on: libc::c_int = i32::from(v6only);
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd.as_raw_fd(),
+                    libc::IPPROTO_IPV6,
+                    libc::IPV6_V6ONLY,
+                    (&raw const on).cast(),
+                    size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                return Err(last());
+            }
+            let sin6 = unsafe { &mut *(&raw mut storage).cast::<libc::sockaddr_in6>() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            size_of::<libc::sockaddr_in6>()
+        }
+    };
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&raw const storage).cast(),
+            len as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(last());
+    }
+    let mut got: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut got_len = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let rc = unsafe { libc::getsockname(fd.as_raw_fd(), (&raw mut got).cast(), &raw mut got_len) };
+    if rc != 0 {
+        return Err(last());
+    }
+    let ip = if i32::from(got.ss_family) == libc::AF_INET {
+        let sin = unsafe { &*(&raw const got).cast::<libc::sockaddr_in>() };
+        std::net::IpAddr::from(u32::from_be(sin.sin_addr.s_addr).to_be_bytes())
+    } else {
+        let sin6 = unsafe { &*(&raw const got).cast::<libc::sockaddr_in6>() };
+        std::net::IpAddr::from(sin6.sin6_addr.s6_addr)
+    };
+    Ok((fd, ip))
+}
