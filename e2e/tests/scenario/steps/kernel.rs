@@ -154,17 +154,20 @@ pub(super) fn s7_agent_restart(w: &mut World) -> Result<()> {
     // Keep it away while the checks run: the DaemonSet would replace a deleted pod within seconds
     // and the checks would prove nothing. A node selector no node matches makes the DaemonSet
     // delete it and create none.
-    let away = json!({"spec": {"template": {"spec": {"nodeSelector": {"mcpguard.io/e2e-agent-away": "true"}}}}});
-    k.run(&[
-        "patch",
-        "daemonset",
-        "-n",
-        SYSTEM_NS,
-        &daemonset,
-        "--type=merge",
-        "-p",
-        &away.to_string(),
-    ])?;
+    let node_selector = |selector: Value| {
+        let patch = json!({"spec": {"template": {"spec": {"nodeSelector": selector}}}});
+        k.run(&[
+            "patch",
+            "daemonset",
+            "-n",
+            SYSTEM_NS,
+            &daemonset,
+            "--type=merge",
+            "-p",
+            &patch.to_string(),
+        ])
+    };
+    node_selector(json!({"mcpguard.io/e2e-agent-away": "true"}))?;
     k.run(&[
         "delete",
         "pod",
@@ -187,17 +190,7 @@ pub(super) fn s7_agent_restart(w: &mut World) -> Result<()> {
     eventually("no node-agent pod runs", MINUTE, gone)?;
     network_enforced(w).context("while the node-agent is away")?;
     gone().context("the node-agent came back during the checks")?;
-    let back = json!({"spec": {"template": {"spec": {"nodeSelector": null}}}});
-    k.run(&[
-        "patch",
-        "daemonset",
-        "-n",
-        SYSTEM_NS,
-        &daemonset,
-        "--type=merge",
-        "-p",
-        &back.to_string(),
-    ])?;
+    node_selector(Value::Null)?;
     eventually("the node-agent is back", 2 * MINUTE, || {
         let pods = k.pods(SYSTEM_NS, selector)?;
         ensure!(pods.iter().any(pod_ready), "no ready agent");
