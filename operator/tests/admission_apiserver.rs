@@ -141,8 +141,8 @@ async fn annotated_pods_come_back_injected_for_both_transports() -> Result<()> {
             .any(|e| e["name"] == "PORT" && e["value"] == "13001")
     );
     assert_eq!(
-        server["readinessProbe"]["tcpSocket"]["port"], 13001,
-        "the probe follows the server"
+        server["readinessProbe"]["tcpSocket"]["port"], 3001,
+        "the probe goes to the proxy's port (by number), reachable when the server is confined"
     );
     let volumes = &http["spec"]["volumes"];
     let policy_volume = volumes
