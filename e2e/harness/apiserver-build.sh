@@ -8,6 +8,7 @@
 #   env:   MCP_GUARD_CACHE (default ~/.cache/mcp-guard)
 #   cost:  ~6 min cold on 2 cores, ~1.5 GB of Go build cache; instant when cached.
 set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
 K8S_VERSION=1.20.2
 K8S_DEB_VERSION=1.20.5+really1.20.2-1.1+deb12u1
 CACHE=${MCP_GUARD_CACHE:-$HOME/.cache/mcp-guard}
@@ -55,16 +56,13 @@ exec cp -p "$@"
 SH
 chmod +x "$DEST/shims/rsync"
 
-export GOROOT=$DEST/root/usr/lib/go-1.19 GOPATH=$DEST/gopath GOCACHE=$DEST/cache/go-build
-export PATH=$GOROOT/bin:$DEST/shims:$PATH GO111MODULE=off GOFLAGS= GOPROXY=off GOSUMDB=off GOTOOLCHAIN=local CGO_ENABLED=0
+. "$HERE/k8s-go.sh"
+k8s_go_env "$DEST" "$DEST/gopath" "$DEST/cache/go-build"
 ln -sfn "$K" "$GOPATH/src/k8s.io/kubernetes"
 cd "$GOPATH/src/k8s.io/kubernetes"
 # zz_generated.openapi.go is not in the tarball; 1.20's own make rule generates it (GOPATH mode).
 [ -f pkg/generated/openapi/zz_generated.openapi.go ] || make gen_openapi >/dev/null
-LD="-s -w"
-for p in k8s.io/kubernetes/vendor/k8s.io/component-base/version k8s.io/kubernetes/vendor/k8s.io/client-go/pkg/version; do
-  LD="$LD -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=20 -X $p.gitTreeState=clean"
-done
+LD=$(k8s_ldflags "$K8S_VERSION")
 mkdir -p "$DEST/bin.tmp"
 go build -ldflags "$LD" -o "$DEST/bin.tmp/kube-apiserver" ./cmd/kube-apiserver
 cp "$DEST/root/usr/bin/etcd" "$DEST/root/usr/bin/etcdctl" "$DEST/bin.tmp/"

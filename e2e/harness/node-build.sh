@@ -39,14 +39,11 @@ fi
 
 # The Go build cache lives only for this build (~1.5 GB); the binaries are what is kept.
 WORK=$(mktemp -d); trap 'rm -rf "$WORK" ${tmp:+"$tmp"}' EXIT
-export GOROOT=$AS/root/usr/lib/go-1.19 GOPATH=$WORK/gopath GOCACHE=$WORK/go-build
-export PATH=$GOROOT/bin:$AS/shims:$PATH GO111MODULE=off GOFLAGS= GOPROXY=off GOSUMDB=off GOTOOLCHAIN=local CGO_ENABLED=0
+. "$HERE/k8s-go.sh"
+k8s_go_env "$AS" "$WORK/gopath" "$WORK/go-build"
 mkdir -p "$GOPATH/src/k8s.io" && ln -s "$K" "$GOPATH/src/k8s.io/kubernetes"
 cd "$GOPATH/src/k8s.io/kubernetes"
-LD="-s -w"
-for p in k8s.io/kubernetes/vendor/k8s.io/component-base/version k8s.io/kubernetes/vendor/k8s.io/client-go/pkg/version; do
-  LD="$LD -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=20 -X $p.gitTreeState=clean"
-done
+LD=$(k8s_ldflags "$K8S_VERSION")
 for c in kubelet kube-scheduler kube-controller-manager; do  # CGO off is fine for all (cgroupfs driver)
   [ -x "$B/$c" ] || { go build -ldflags "$LD" -o "$B/$c.tmp" "./cmd/$c" && mv "$B/$c.tmp" "$B/$c"; }
 done
